@@ -1,0 +1,1634 @@
+/* config.c - JSON config loading, drop-in merging and strict validation.
+ *
+ * How positions work: cJSON keeps no source positions, but a pre-order walk
+ * of its tree visits values in exactly the order they start in the text. So
+ * when (and only when) an error is reported, the node's pre-order index is
+ * found by walking the tree, and a small lexer finds the index-th value
+ * start in the text. The success path pays nothing for good error messages.
+ *
+ * Rules from reliability.md: only case-sensitive lookups (we iterate members
+ * and strcmp), duplicate keys are errors, numbers are validated from
+ * valuedouble (finite, integral, in range), trailing garbage and invalid
+ * UTF-8 are rejected by json_minify() before cJSON sees the text, "\u0000"
+ * (which cJSON silently truncates at) is refused, and files are size-capped.
+ */
+#include "config.h"
+
+#include <cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "jptr.h"
+#include "json.h"
+#include "units.h"
+#include "url.h"
+#include "util/buf.h"
+#include "util/cleanup.h"
+
+/* ---- key tables --------------------------------------------------------- */
+
+enum ep_key {
+    EK_URL,
+    EK_METHOD,
+    EK_HEADERS,
+    EK_BODY,
+    EK_INTERVAL,
+    EK_TIMEOUT,
+    EK_CONNECT_TIMEOUT,
+    EK_LOW_SPEED_LIMIT,
+    EK_LOW_SPEED_TIME,
+    EK_MAX_BODY_SIZE,
+    EK_SELECT,
+    EK_SINKS,
+    EK_FOLLOW_REDIRECTS,
+    EK_MAX_REDIRECTS,
+    EK_ENABLED,
+    _EK_MAX,
+};
+
+static const char *const ep_keys[_EK_MAX] = {
+    [EK_URL] = "url",
+    [EK_METHOD] = "method",
+    [EK_HEADERS] = "headers",
+    [EK_BODY] = "body",
+    [EK_INTERVAL] = "interval",
+    [EK_TIMEOUT] = "timeout",
+    [EK_CONNECT_TIMEOUT] = "connect_timeout",
+    [EK_LOW_SPEED_LIMIT] = "low_speed_limit",
+    [EK_LOW_SPEED_TIME] = "low_speed_time",
+    [EK_MAX_BODY_SIZE] = "max_body_size",
+    [EK_SELECT] = "select",
+    [EK_SINKS] = "sinks",
+    [EK_FOLLOW_REDIRECTS] = "follow_redirects",
+    [EK_MAX_REDIRECTS] = "max_redirects",
+    [EK_ENABLED] = "enabled",
+};
+
+enum limit_key {
+    LK_MAX_CONCURRENT,
+    LK_MAX_PER_HOST,
+    LK_MAX_BODY_SIZE,
+    LK_MAX_ENDPOINTS,
+    LK_SHUTDOWN_GRACE,
+    _LK_MAX,
+};
+
+static const char *const limit_keys[_LK_MAX] = {
+    [LK_MAX_CONCURRENT] = "max_concurrent",
+    [LK_MAX_PER_HOST] = "max_per_host",
+    [LK_MAX_BODY_SIZE] = "max_body_size",
+    [LK_MAX_ENDPOINTS] = "max_endpoints",
+    [LK_SHUTDOWN_GRACE] = "shutdown_grace",
+};
+
+static const char *const top_keys[] = {"defaults", "limits", "sinks", "endpoints"};
+
+/* Defaults, documented in fetchd.json(5). */
+#define DEF_INTERVAL (60 * USEC_PER_SEC)
+#define DEF_TIMEOUT (30 * USEC_PER_SEC)
+#define DEF_CONNECT_TIMEOUT (10 * USEC_PER_SEC)
+#define DEF_LOW_SPEED_LIMIT 1
+#define DEF_LOW_SPEED_TIME (30 * USEC_PER_SEC)
+#define DEF_MAX_REDIRECTS 5
+#define DEF_MAX_CONCURRENT 64
+#define DEF_MAX_BODY_SIZE (8u * 1024 * 1024)
+#define DEF_MAX_ENDPOINTS 200000
+#define DEF_SHUTDOWN_GRACE (10 * USEC_PER_SEC)
+
+/* ---- loader state ------------------------------------------------------- */
+
+struct cfile {
+    char *path;  /* owned */
+    char *text;  /* owned */
+    size_t len;
+    cJSON *root; /* owned */
+};
+
+struct src {          /* a node and the file it came from */
+    const cJSON *node;
+    unsigned file;
+};
+
+struct named {
+    const char *name; /* borrowed from the cJSON node */
+    struct src src;
+};
+
+struct namedvec {
+    struct named *v;
+    size_t n, cap;
+    struct strmap idx; /* name -> index + 1 */
+};
+
+struct loader {
+    struct config *cfg;
+    struct config_errors *errs;
+    struct cfile *files;
+    size_t n_files;
+    struct src limits[_LK_MAX];
+    struct src defaults[_EK_MAX];
+    struct namedvec sinks;
+    struct namedvec endpoints;
+    bool oom;
+};
+
+/* ---- error reporting ---------------------------------------------------- */
+
+static bool preorder_index(const cJSON *cur, const cJSON *target, size_t *idx)
+{
+    if (cur == target) {
+        return true;
+    }
+    (*idx)++;
+    for (const cJSON *c = cur->child; c; c = c->next) {
+        if (preorder_index(c, target, idx)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static size_t skip_str(const char *t, size_t len, size_t i)
+{
+    for (i++; i < len; i++) {
+        if (t[i] == '\\') {
+            i++;
+        } else if (t[i] == '"') {
+            return i + 1;
+        }
+    }
+    return len;
+}
+
+/* Offset of the k-th value (pre-order) in valid JSON text, and of the key
+ * before it when it is an object member (else == value offset). */
+static void nth_value(const char *t, size_t len, size_t k, size_t *ret_val, size_t *ret_key)
+{
+    unsigned char stack[JSON_MAX_DEPTH + 1];
+    int depth = 0;
+    bool expect_key = false;
+    size_t count = 0, key = SIZE_MAX;
+    size_t i = (len >= 3 && memcmp(t, "\xef\xbb\xbf", 3) == 0) ? 3 : 0;
+    while (i < len) {
+        char c = t[i];
+        if (c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == ':') {
+            i++;
+            continue;
+        }
+        if (c == ',') {
+            expect_key = depth > 0 && stack[depth - 1] == '{';
+            key = SIZE_MAX;
+            i++;
+            continue;
+        }
+        if (c == '}' || c == ']') {
+            depth = depth > 0 ? depth - 1 : 0;
+            i++;
+            continue;
+        }
+        if (c == '"' && expect_key) {
+            key = i;
+            i = skip_str(t, len, i);
+            expect_key = false;
+            continue;
+        }
+        if (count == k) {
+            *ret_val = i;
+            *ret_key = key == SIZE_MAX ? i : key;
+            return;
+        }
+        count++;
+        key = SIZE_MAX;
+        if (c == '{' || c == '[') {
+            if (depth < JSON_MAX_DEPTH) {
+                stack[depth++] = (unsigned char)c;
+            }
+            expect_key = c == '{';
+            i++;
+        } else if (c == '"') {
+            i = skip_str(t, len, i);
+        } else {
+            while (i < len && !strchr(" \t\r\n,]}", t[i])) {
+                i++;
+            }
+        }
+    }
+    *ret_val = *ret_key = len;
+}
+
+static void errs_add(struct loader *L, char *msg)
+{
+    struct config_errors *e = L->errs;
+    if (!msg) {
+        L->oom = true;
+        return;
+    }
+    if (e->n >= CONFIG_MAX_ERRORS) {
+        e->dropped++;
+        free(msg);
+        return;
+    }
+    char **n = realloc(e->msgs, (e->n + 1) * sizeof(char *));
+    if (!n) {
+        free(msg);
+        L->oom = true;
+        return;
+    }
+    e->msgs = n;
+    e->msgs[e->n++] = msg;
+}
+
+/* Reports an error at a node (at_key: point at the member's key rather than
+ * its value). path may be NULL for file-level errors. */
+static void lerr(struct loader *L, struct src at, bool at_key, const char *path, const char *fmt,
+                 ...) __attribute__((format(printf, 5, 6)));
+static void lerr(struct loader *L, struct src at, bool at_key, const char *path, const char *fmt,
+                 ...)
+{
+    struct cfile *f = &L->files[at.file];
+    struct buf b = {0};
+    unsigned line = 0, col = 0;
+    if (at.node && f->root) {
+        size_t idx = 0, voff, koff;
+        if (preorder_index(f->root, at.node, &idx)) {
+            nth_value(f->text, f->len, idx, &voff, &koff);
+            json_line_col(f->text, f->len, at_key ? koff : voff, &line, &col);
+        }
+    }
+    if (line) {
+        buf_printf(&b, "%s:%u:%u: ", f->path, line, col);
+    } else {
+        buf_printf(&b, "%s: ", f->path);
+    }
+    if (path) {
+        buf_printf(&b, "%s: ", path);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    errs_add(L, b.data ? buf_steal(&b) : NULL);
+}
+
+/* Short rendering of a value for "got ..." (never used for secrets). */
+static const char *got(const cJSON *n, char out[64])
+{
+    if (!n) {
+        snprintf(out, 64, "nothing");
+        return out;
+    }
+    if (cJSON_IsString(n)) {
+        size_t l = strlen(n->valuestring);
+        snprintf(out, 64, "\"%.40s%s\"", n->valuestring, l > 40 ? "..." : "");
+        return out;
+    }
+    if (cJSON_IsNumber(n)) {
+        if (!isfinite(n->valuedouble)) {
+            snprintf(out, 64, "a number out of range");
+        } else {
+            snprintf(out, 64, "%.17g", n->valuedouble);
+        }
+        return out;
+    }
+    snprintf(out, 64, "%s",
+             cJSON_IsBool(n)     ? (cJSON_IsTrue(n) ? "true" : "false")
+             : cJSON_IsNull(n)   ? "null"
+             : cJSON_IsArray(n)  ? "an array"
+             : cJSON_IsObject(n) ? "an object"
+                                 : "an invalid value");
+    return out;
+}
+
+/* Appends a user-supplied key to a path, with control characters and
+ * non-ASCII bytes shown as \xNN so a message stays one readable line. */
+static void path_part(struct buf *p, const char *s)
+{
+    buf_putc(p, '.');
+    for (size_t n = 0; *s && n < 128; s++, n++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch < 0x20 || ch >= 0x7f) {
+            buf_printf(p, "\\x%02x", ch);
+        } else {
+            buf_putc(p, (char)ch);
+        }
+    }
+}
+
+static char *mkpath(const char *a, const char *b, const char *c)
+{
+    struct buf p = {0};
+    buf_puts(&p, a);
+    if (b) {
+        path_part(&p, b);
+    }
+    if (c) {
+        path_part(&p, c);
+    }
+    return buf_steal(&p);
+}
+
+static unsigned edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 40 || lb > 40) {
+        return 99;
+    }
+    unsigned d[41][41];
+    for (size_t i = 0; i <= la; i++) {
+        d[i][0] = (unsigned)i;
+    }
+    for (size_t j = 0; j <= lb; j++) {
+        d[0][j] = (unsigned)j;
+    }
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            unsigned m = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < m) {
+                m = d[i][j - 1] + 1;
+            }
+            if (d[i - 1][j - 1] + cost < m) {
+                m = d[i - 1][j - 1] + cost;
+            }
+            d[i][j] = m;
+        }
+    }
+    return d[la][lb];
+}
+
+static void unknown_key(struct loader *L, struct src at, const char *path, const char *key,
+                        const char *const *known, size_t n)
+{
+    const char *best = NULL;
+    unsigned bestd = 3;
+    for (size_t i = 0; i < n; i++) {
+        if (!known[i]) {
+            continue;
+        }
+        unsigned d = strcasecmp(key, known[i]) == 0 ? 0 : edit_distance(key, known[i]);
+        if (d < bestd) {
+            bestd = d;
+            best = known[i];
+        }
+    }
+    struct buf list = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (known[i]) {
+            buf_printf(&list, "%s%s", list.len ? ", " : "", known[i]);
+        }
+    }
+    if (best) {
+        lerr(L, at, true, path, "unknown key \"%s\"; did you mean \"%s\"? (keys are case-sensitive)",
+             key, best);
+    } else {
+        lerr(L, at, true, path, "unknown key \"%s\" (known keys: %s)", key,
+             list.data ? list.data : "");
+    }
+    buf_done(&list);
+}
+
+/* Reports duplicate member names of an object. */
+static void check_dups(struct loader *L, const cJSON *obj, unsigned file, const char *path)
+{
+    size_t n = 0;
+    for (const cJSON *c = obj->child; c; c = c->next) {
+        n++;
+    }
+    if (n < 2) {
+        return;
+    }
+    struct strmap seen = {0};
+    for (const cJSON *c = obj->child; c; c = c->next) {
+        void *old = NULL;
+        int r = strmap_put(&seen, c->string, (void *)c, &old);
+        if (r < 0) {
+            L->oom = true;
+            break;
+        }
+        if (r == 1) {
+            char first[32] = "";
+            size_t idx = 0, voff, koff;
+            unsigned line, col;
+            if (preorder_index(L->files[file].root, old, &idx)) {
+                nth_value(L->files[file].text, L->files[file].len, idx, &voff, &koff);
+                json_line_col(L->files[file].text, L->files[file].len, koff, &line, &col);
+                snprintf(first, sizeof(first), "%u:%u", line, col);
+            }
+            lerr(L, (struct src){c, file}, true, path,
+                 "duplicate key \"%s\" (first defined at line %s); remove one of them", c->string,
+                 first);
+        }
+    }
+    strmap_done(&seen);
+}
+
+/* ---- typed getters ------------------------------------------------------ */
+
+static int get_duration(struct loader *L, struct src s, const char *path, usec_t min, usec_t max,
+                        usec_t *ret)
+{
+    char g[64];
+    usec_t v;
+    if (!cJSON_IsString(s.node) || units_parse_duration(s.node->valuestring, &v) < 0) {
+        lerr(L, s, false, path,
+             "expected a duration such as \"30s\" (units: us, ms, s, m, h, d), got %s",
+             got(s.node, g));
+        return -EINVAL;
+    }
+    if (v < min || v > max) {
+        char a[32], b[32];
+        lerr(L, s, false, path, "%s is out of range; use a duration from %s to %s",
+             s.node->valuestring, units_format_duration(min, a, sizeof(a)),
+             units_format_duration(max, b, sizeof(b)));
+        return -ERANGE;
+    }
+    *ret = v;
+    return 0;
+}
+
+static int get_size(struct loader *L, struct src s, const char *path, uint64_t min, uint64_t max,
+                    uint64_t *ret)
+{
+    char g[64];
+    uint64_t v;
+    if (cJSON_IsNumber(s.node)) {
+        double d = s.node->valuedouble;
+        if (!isfinite(d) || d < 0 || d != floor(d) || d > 9007199254740992.0) {
+            lerr(L, s, false, path, "expected a size such as \"512KiB\" or a whole number of bytes, got %s",
+                 got(s.node, g));
+            return -EINVAL;
+        }
+        v = (uint64_t)d;
+    } else if (!cJSON_IsString(s.node) || units_parse_size(s.node->valuestring, &v) < 0) {
+        lerr(L, s, false, path,
+             "expected a size such as \"512KiB\" or \"8MiB\" (units: B, KB, MB, GB, KiB, MiB, GiB), got %s",
+             got(s.node, g));
+        return -EINVAL;
+    }
+    if (v < min || v > max) {
+        char a[32], b[32];
+        lerr(L, s, false, path, "%s is out of range; use a size from %s to %s", got(s.node, g),
+             units_format_size(min, a, sizeof(a)), units_format_size(max, b, sizeof(b)));
+        return -ERANGE;
+    }
+    *ret = v;
+    return 0;
+}
+
+static int get_uint(struct loader *L, struct src s, const char *path, uint64_t min, uint64_t max,
+                    uint64_t *ret)
+{
+    char g[64];
+    if (!cJSON_IsNumber(s.node) || !isfinite(s.node->valuedouble) ||
+        s.node->valuedouble != floor(s.node->valuedouble)) {
+        lerr(L, s, false, path, "expected a whole number, got %s", got(s.node, g));
+        return -EINVAL;
+    }
+    double d = s.node->valuedouble;
+    if (d < (double)min || d > (double)max) {
+        lerr(L, s, false, path, "%s is out of range; use a number from %llu to %llu",
+             got(s.node, g), (unsigned long long)min, (unsigned long long)max);
+        return -ERANGE;
+    }
+    *ret = (uint64_t)d;
+    return 0;
+}
+
+static int get_bool(struct loader *L, struct src s, const char *path, bool *ret)
+{
+    char g[64];
+    if (!cJSON_IsBool(s.node)) {
+        lerr(L, s, false, path, "expected true or false, got %s", got(s.node, g));
+        return -EINVAL;
+    }
+    *ret = cJSON_IsTrue(s.node);
+    return 0;
+}
+
+static int get_string(struct loader *L, struct src s, const char *path, const char **ret)
+{
+    char g[64];
+    if (!cJSON_IsString(s.node)) {
+        lerr(L, s, false, path, "expected a string, got %s", got(s.node, g));
+        return -EINVAL;
+    }
+    *ret = s.node->valuestring;
+    return 0;
+}
+
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CONFIG_MAX_NAME) {
+        return false;
+    }
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.' || c == ':' || c == '@')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* RFC 9110 token (header names, methods). */
+static bool is_token(const char *s)
+{
+    if (!*s) {
+        return false;
+    }
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", c))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- reading files ------------------------------------------------------ */
+
+static int read_file(const char *path, char **ret, size_t *ret_len, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open: %s", strerror(errno));
+        return -errno;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int r = -errno;
+        snprintf(err, errlen, "cannot stat: %s", strerror(errno));
+        close(fd);
+        return r;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "is a directory, expected a JSON file");
+        close(fd);
+        return -EISDIR;
+    }
+    /* Read it whole (a file replaced during a reload is read as one
+     * consistent version) with a hard cap checked while reading. */
+    struct buf b = {.max = CONFIG_MAX_FILE_BYTES};
+    for (;;) {
+        int r = buf_reserve(&b, 65536);
+        if (r == -E2BIG) {
+            r = buf_reserve(&b, CONFIG_MAX_FILE_BYTES - b.len);
+            if (r < 0 || b.len >= CONFIG_MAX_FILE_BYTES) {
+                snprintf(err, errlen, "larger than %u MiB; split it or use fewer endpoints",
+                         CONFIG_MAX_FILE_BYTES >> 20);
+                buf_done(&b);
+                close(fd);
+                return -EFBIG;
+            }
+        } else if (r < 0) {
+            buf_done(&b);
+            close(fd);
+            snprintf(err, errlen, "out of memory");
+            return r;
+        }
+        size_t room = b.cap - b.len - 1;
+        if (b.max && room > b.max - b.len) {
+            room = b.max - b.len;
+        }
+        if (room == 0) {
+            snprintf(err, errlen, "larger than %u MiB; split it or use fewer endpoints",
+                     CONFIG_MAX_FILE_BYTES >> 20);
+            buf_done(&b);
+            close(fd);
+            return -EFBIG;
+        }
+        ssize_t n = read(fd, b.data + b.len, room);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            int r2 = -errno;
+            snprintf(err, errlen, "read error: %s", strerror(errno));
+            buf_done(&b);
+            close(fd);
+            return r2;
+        }
+        if (n == 0) {
+            break;
+        }
+        b.len += (size_t)n;
+        b.data[b.len] = '\0';
+    }
+    close(fd);
+    *ret_len = b.len;
+    *ret = buf_steal(&b);
+    return *ret ? 0 : -ENOMEM;
+}
+
+static int load_file(struct loader *L, const char *path)
+{
+    struct cfile *nf = realloc(L->files, (L->n_files + 1) * sizeof(*nf));
+    if (!nf) {
+        L->oom = true;
+        return -ENOMEM;
+    }
+    L->files = nf;
+    struct cfile *f = &L->files[L->n_files];
+    memset(f, 0, sizeof(*f));
+    f->path = strdup(path);
+    if (!f->path) {
+        L->oom = true;
+        return -ENOMEM;
+    }
+    unsigned idx = (unsigned)L->n_files++;
+    char err[256];
+    int r = read_file(path, &f->text, &f->len, err, sizeof(err));
+    if (r < 0) {
+        lerr(L, (struct src){NULL, idx}, false, NULL, "%s", err);
+        return r;
+    }
+    /* Strict syntax first: precise reason and position for any error. */
+    struct buf scratch = {0};
+    struct json_error je;
+    r = json_minify(f->text, f->len, JSON_MAX_DEPTH, &scratch, &je);
+    buf_done(&scratch);
+    if (r == -EINVAL) {
+        unsigned line, col;
+        json_line_col(f->text, f->len, je.offset, &line, &col);
+        errs_add(L, ({
+                     struct buf m = {0};
+                     buf_printf(&m, "%s:%u:%u: invalid JSON: %s", path, line, col, je.msg);
+                     buf_steal(&m);
+                 }));
+        return r;
+    }
+    if (r < 0) {
+        L->oom = true;
+        return r;
+    }
+    const char *nul = strstr(f->text, "\\u0000");
+    if (nul) {
+        unsigned line, col;
+        json_line_col(f->text, f->len, (size_t)(nul - f->text), &line, &col);
+        errs_add(L, ({
+                     struct buf m = {0};
+                     buf_printf(&m, "%s:%u:%u: \"\\u0000\" is not allowed in the configuration",
+                                path, line, col);
+                     buf_steal(&m);
+                 }));
+        return -EINVAL;
+    }
+    f->root = cJSON_ParseWithLength(f->text, f->len);
+    if (!f->root) {
+        L->oom = true; /* the text is valid JSON: only allocation can fail */
+        return -ENOMEM;
+    }
+    if (!cJSON_IsObject(f->root)) {
+        lerr(L, (struct src){f->root, idx}, false, NULL,
+             "the top-level value must be a JSON object with \"endpoints\" (and optionally "
+             "\"defaults\", \"limits\", \"sinks\")");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* FILE.json -> FILE.d; other names -> NAME.d */
+static char *dropin_dir(const char *path)
+{
+    size_t l = strlen(path);
+    if (l > 5 && strcmp(path + l - 5, ".json") == 0) {
+        l -= 5;
+    }
+    char *d = malloc(l + 3);
+    if (d) {
+        memcpy(d, path, l);
+        memcpy(d + l, ".d", 3);
+    }
+    return d;
+}
+
+static int list_dropins(struct loader *L, const char *dir, char ***ret, size_t *ret_n)
+{
+    *ret = NULL;
+    *ret_n = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT || errno == ENOTDIR) {
+            return 0;
+        }
+        struct buf m = {0};
+        buf_printf(&m, "%s: cannot read the drop-in directory: %s", dir, strerror(errno));
+        errs_add(L, buf_steal(&m));
+        return -errno;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (de->d_name[0] == '.' || l < 6 || strcmp(de->d_name + l - 5, ".json") != 0) {
+            continue;
+        }
+        char **nn = realloc(names, (n + 1) * sizeof(char *));
+        if (!nn) {
+            break;
+        }
+        names = nn;
+        struct buf p = {0};
+        buf_printf(&p, "%s/%s", dir, de->d_name);
+        names[n] = buf_steal(&p);
+        if (names[n]) {
+            n++;
+        }
+    }
+    closedir(d);
+    qsort(names, n, sizeof(char *), cmp_str);
+    *ret = names;
+    *ret_n = n;
+    return 0;
+}
+
+/* ---- merging ------------------------------------------------------------ */
+
+static void named_put(struct loader *L, struct namedvec *v, const char *name, struct src s)
+{
+    void *old = strmap_get(&v->idx, name);
+    if (old) {
+        /* a later file replaces the earlier definition, keeping its place */
+        v->v[(uintptr_t)old - 1].src = s;
+        v->v[(uintptr_t)old - 1].name = name;
+        strmap_set(&v->idx, name, old);
+        return;
+    }
+    if (v->n == v->cap) {
+        size_t nc = v->cap ? v->cap * 2 : 16;
+        struct named *nv = realloc(v->v, nc * sizeof(*nv));
+        if (!nv) {
+            L->oom = true;
+            return;
+        }
+        v->v = nv;
+        v->cap = nc;
+    }
+    v->v[v->n] = (struct named){name, s};
+    v->n++;
+    if (strmap_put(&v->idx, name, (void *)(uintptr_t)v->n, NULL) < 0) {
+        L->oom = true;
+    }
+}
+
+static void merge_file(struct loader *L, unsigned fi)
+{
+    const cJSON *root = L->files[fi].root;
+    check_dups(L, root, fi, "(top level)");
+    for (const cJSON *m = root->child; m; m = m->next) {
+        struct src s = {m, fi};
+        if (strcmp(m->string, "limits") == 0) {
+            if (!cJSON_IsObject(m)) {
+                lerr(L, s, false, "limits", "expected an object");
+                continue;
+            }
+            check_dups(L, m, fi, "limits");
+            for (const cJSON *k = m->child; k; k = k->next) {
+                size_t i;
+                for (i = 0; i < _LK_MAX && strcmp(k->string, limit_keys[i]) != 0; i++) {
+                }
+                if (i == _LK_MAX) {
+                    unknown_key(L, (struct src){k, fi}, "limits", k->string, limit_keys, _LK_MAX);
+                    continue;
+                }
+                L->limits[i] = (struct src){k, fi};
+            }
+        } else if (strcmp(m->string, "defaults") == 0) {
+            if (!cJSON_IsObject(m)) {
+                lerr(L, s, false, "defaults", "expected an object");
+                continue;
+            }
+            check_dups(L, m, fi, "defaults");
+            for (const cJSON *k = m->child; k; k = k->next) {
+                size_t i;
+                for (i = 0; i < _EK_MAX && strcmp(k->string, ep_keys[i]) != 0; i++) {
+                }
+                if (i == _EK_MAX) {
+                    unknown_key(L, (struct src){k, fi}, "defaults", k->string, ep_keys, _EK_MAX);
+                    continue;
+                }
+                if (i == EK_URL) {
+                    lerr(L, (struct src){k, fi}, true, "defaults.url",
+                         "\"url\" cannot have a default; set it on each endpoint");
+                    continue;
+                }
+                L->defaults[i] = (struct src){k, fi};
+            }
+        } else if (strcmp(m->string, "sinks") == 0 || strcmp(m->string, "endpoints") == 0) {
+            bool is_sinks = m->string[0] == 's';
+            if (!cJSON_IsObject(m)) {
+                lerr(L, s, false, m->string,
+                     "expected an object of NAME: {...} (for example {\"%s\": {...}})",
+                     is_sinks ? "out" : "weather");
+                continue;
+            }
+            check_dups(L, m, fi, m->string);
+            for (const cJSON *k = m->child; k; k = k->next) {
+                if (!valid_name(k->string)) {
+                    lerr(L, (struct src){k, fi}, true, m->string,
+                         "invalid name \"%.64s\": use 1 to %d letters, digits and _ - . : @",
+                         k->string, CONFIG_MAX_NAME);
+                    continue;
+                }
+                named_put(L, is_sinks ? &L->sinks : &L->endpoints, k->string,
+                          (struct src){k, fi});
+            }
+        } else {
+            unknown_key(L, s, "(top level)", m->string, top_keys, ELEMENTSOF(top_keys));
+        }
+    }
+}
+
+/* ---- building ----------------------------------------------------------- */
+
+static void build_limits(struct loader *L)
+{
+    struct limits *lim = &L->cfg->limits;
+    lim->max_concurrent = DEF_MAX_CONCURRENT;
+    lim->max_per_host = 0;
+    lim->max_body_size = DEF_MAX_BODY_SIZE;
+    lim->max_endpoints = DEF_MAX_ENDPOINTS;
+    lim->shutdown_grace = DEF_SHUTDOWN_GRACE;
+    uint64_t u;
+    for (int i = 0; i < _LK_MAX; i++) {
+        struct src s = L->limits[i];
+        if (!s.node) {
+            continue;
+        }
+        _cleanup_free_ char *path = mkpath("limits", limit_keys[i], NULL);
+        switch (i) {
+        case LK_MAX_CONCURRENT:
+            if (get_uint(L, s, path, 1, 100000, &u) == 0) {
+                lim->max_concurrent = (uint32_t)u;
+            }
+            break;
+        case LK_MAX_PER_HOST:
+            if (get_uint(L, s, path, 0, 100000, &u) == 0) {
+                lim->max_per_host = (uint32_t)u;
+            }
+            break;
+        case LK_MAX_BODY_SIZE:
+            if (get_size(L, s, path, 1, UINT64_C(1) << 30, &u) == 0) {
+                lim->max_body_size = u;
+            }
+            break;
+        case LK_MAX_ENDPOINTS:
+            if (get_uint(L, s, path, 1, 10000000, &u) == 0) {
+                lim->max_endpoints = (uint32_t)u;
+            }
+            break;
+        case LK_SHUTDOWN_GRACE:
+            get_duration(L, s, path, 0, 3600 * USEC_PER_SEC, &lim->shutdown_grace);
+            break;
+        }
+    }
+}
+
+static void build_sinks(struct loader *L)
+{
+    struct config *cfg = L->cfg;
+    bool have_stdout = strmap_get(&L->sinks.idx, "stdout") != NULL;
+    size_t n = L->sinks.n + (have_stdout ? 0 : 1);
+    cfg->sinks = calloc(n, sizeof(*cfg->sinks));
+    if (!cfg->sinks) {
+        L->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < L->sinks.n; i++) {
+        struct named *nm = &L->sinks.v[i];
+        struct sink_cfg *sc = &cfg->sinks[cfg->n_sinks];
+        const cJSON *obj = nm->src.node;
+        unsigned fi = nm->src.file;
+        _cleanup_free_ char *path = mkpath("sinks", nm->name, NULL);
+        if (!cJSON_IsObject(obj)) {
+            lerr(L, nm->src, false, path,
+                 "expected an object such as {\"type\": \"file\", \"path\": \"/var/lib/fetchd/out.jsonl\"}");
+            continue;
+        }
+        check_dups(L, obj, fi, path);
+        const cJSON *type = NULL;
+        for (const cJSON *k = obj->child; k; k = k->next) {
+            if (strcmp(k->string, "type") == 0) {
+                type = k;
+            }
+        }
+        if (!type || !cJSON_IsString(type)) {
+            char g[64];
+            lerr(L, type ? (struct src){type, fi} : nm->src, false, path,
+                 "\"type\" must be one of: %s (got %s)", sink_type_names(), got(type, g));
+            continue;
+        }
+        sc->type = sink_type_find(type->valuestring);
+        if (!sc->type) {
+            lerr(L, (struct src){type, fi}, false, path, "unknown sink type \"%s\" (known: %s)",
+                 type->valuestring, sink_type_names());
+            continue;
+        }
+        sc->name = arena_strdup(&cfg->arena, nm->name);
+        size_t nopts = 0;
+        while (sc->type->options[nopts].key) {
+            nopts++;
+        }
+        sc->values = arena_alloc(&cfg->arena, (nopts + 1) * sizeof(struct opt_value));
+        if (!sc->name || !sc->values) {
+            L->oom = true;
+            return;
+        }
+        bool ok = true;
+        for (const cJSON *k = obj->child; k; k = k->next) {
+            if (k == type) {
+                continue;
+            }
+            size_t oi;
+            for (oi = 0; oi < nopts && strcmp(k->string, sc->type->options[oi].key) != 0; oi++) {
+            }
+            struct src ks = {k, fi};
+            _cleanup_free_ char *kp = mkpath("sinks", nm->name, k->string);
+            if (oi == nopts) {
+                const char *known[16] = {"type"};
+                size_t nk = 1;
+                for (size_t j = 0; j < nopts && nk < 16; j++) {
+                    known[nk++] = sc->type->options[j].key;
+                }
+                unknown_key(L, ks, path, k->string, known, nk);
+                ok = false;
+                continue;
+            }
+            struct opt_value *v = &sc->values[oi];
+            const struct opt_def *od = &sc->type->options[oi];
+            int r = 0;
+            const char *str;
+            switch (od->type) {
+            case OPT_STRING:
+            case OPT_PATH:
+                r = get_string(L, ks, kp, &str);
+                if (r == 0 && od->type == OPT_PATH && !*str) {
+                    lerr(L, ks, false, kp, "the path is empty");
+                    r = -EINVAL;
+                }
+                if (r == 0) {
+                    v->s = arena_strdup(&cfg->arena, str);
+                }
+                break;
+            case OPT_BOOL:
+                r = get_bool(L, ks, kp, &v->b);
+                break;
+            case OPT_SIZE:
+                r = get_size(L, ks, kp, 0, UINT64_MAX / 2, &v->u);
+                break;
+            case OPT_DURATION:
+                r = get_duration(L, ks, kp, 0, 86400 * USEC_PER_SEC, &v->u);
+                break;
+            case OPT_UINT:
+                r = get_uint(L, ks, kp, 0, UINT32_MAX, &v->u);
+                break;
+            }
+            if (r == 0) {
+                v->set = true;
+            } else {
+                ok = false;
+            }
+        }
+        for (size_t oi = 0; oi < nopts; oi++) {
+            if (sc->type->options[oi].required && !sc->values[oi].set) {
+                lerr(L, nm->src, false, path, "missing \"%s\" (%s)", sc->type->options[oi].key,
+                     sc->type->options[oi].help);
+                ok = false;
+            }
+        }
+        if (ok && sc->type->check) {
+            char err[512];
+            if (sc->type->check(sc, err, sizeof(err)) < 0) {
+                lerr(L, nm->src, false, path, "%s", err);
+                ok = false;
+            }
+        }
+        (void)ok;
+        cfg->n_sinks++;
+    }
+    if (!have_stdout) {
+        struct sink_cfg *sc = &cfg->sinks[cfg->n_sinks++];
+        sc->name = "stdout";
+        sc->type = &sink_type_stdout;
+        sc->values = arena_alloc(&cfg->arena, sizeof(struct opt_value) * 4);
+        sc->implicit = true;
+        if (!sc->values) {
+            L->oom = true;
+        }
+    }
+}
+
+static int sink_index(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_sinks; i++) {
+        if (cfg->sinks[i].name && strcmp(cfg->sinks[i].name, name) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Resolves one endpoint key: the endpoint's own value or the default. */
+static struct src pick(const struct src *own, const struct loader *L, enum ep_key k)
+{
+    return own[k].node ? own[k] : L->defaults[k];
+}
+
+static void build_headers(struct loader *L, struct endpoint_cfg *ep, struct src own_h,
+                          struct src def_h, const char *epname, bool *has_ctype)
+{
+    struct config *cfg = L->cfg;
+    /* defaults first, then the endpoint's (same name, case-insensitive:
+     * endpoint wins; null removes a default header) */
+    const struct src layers[2] = {def_h, own_h};
+    const cJSON *names[256];
+    const cJSON *vals[256];
+    size_t n = 0;
+    for (int li = 0; li < 2; li++) {
+        struct src s = layers[li];
+        if (!s.node) {
+            continue;
+        }
+        _cleanup_free_ char *path = mkpath(li == 0 ? "defaults" : "endpoints",
+                                           li == 0 ? NULL : epname, "headers");
+        if (!cJSON_IsObject(s.node)) {
+            lerr(L, s, false, path, "expected an object of header names to string values, such as {\"Accept\": \"application/json\"}");
+            continue;
+        }
+        check_dups(L, s.node, s.file, path);
+        for (const cJSON *h = s.node->child; h; h = h->next) {
+            _cleanup_free_ char *hp = mkpath(path, h->string, NULL);
+            struct src hs = {h, s.file};
+            if (!is_token(h->string)) {
+                lerr(L, hs, true, hp,
+                     "invalid header name: use letters, digits and !#$%%&'*+-.^_`|~ only (RFC 9110)");
+                continue;
+            }
+            size_t j;
+            for (j = 0; j < n && strcasecmp(names[j]->string, h->string) != 0; j++) {
+            }
+            if (cJSON_IsNull(h)) {
+                if (j < n) {
+                    vals[j] = NULL;
+                }
+                continue;
+            }
+            if (!cJSON_IsString(h)) {
+                lerr(L, hs, false, hp, "expected a string value (or null to remove a default header)");
+                continue;
+            }
+            for (const char *c = h->valuestring; *c; c++) {
+                unsigned char ch = (unsigned char)*c;
+                if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+                    /* never echo the value: it may be a secret */
+                    lerr(L, hs, false, hp,
+                         "the value contains a control character (CR, LF or similar) at byte %zu; "
+                         "header values must be one line",
+                         (size_t)(c - h->valuestring) + 1);
+                    goto next;
+                }
+            }
+            if (j < n) {
+                if (li == 0) {
+                    lerr(L, hs, true, hp, "header given twice (names are case-insensitive)");
+                    continue;
+                }
+                names[j] = h;
+                vals[j] = h;
+            } else if (n < ELEMENTSOF(names)) {
+                names[n] = h;
+                vals[n] = h;
+                n++;
+            } else {
+                lerr(L, hs, true, hp, "too many headers (at most %zu)", ELEMENTSOF(names));
+            }
+        next:;
+        }
+    }
+    size_t cnt = 0;
+    for (size_t j = 0; j < n; j++) {
+        cnt += vals[j] != NULL;
+    }
+    ep->headers = cnt ? arena_alloc(&cfg->arena, cnt * sizeof(char *)) : NULL;
+    if (cnt && !ep->headers) {
+        L->oom = true;
+        return;
+    }
+    for (size_t j = 0; j < n; j++) {
+        if (!vals[j]) {
+            continue;
+        }
+        const char *name = vals[j]->string, *value = vals[j]->valuestring;
+        if (strcasecmp(name, "Content-Type") == 0) {
+            *has_ctype = true;
+        }
+        struct buf hb = {0};
+        /* curl: "Name:" would remove the header, "Name;" sends it empty */
+        if (*value) {
+            buf_printf(&hb, "%s: %s", name, value);
+        } else {
+            buf_printf(&hb, "%s;", name);
+        }
+        char *hdr = hb.data ? arena_strndup(&cfg->arena, hb.data, hb.len) : NULL;
+        buf_done(&hb);
+        if (!hdr) {
+            L->oom = true;
+            return;
+        }
+        ep->headers[ep->n_headers++] = hdr;
+    }
+}
+
+static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *def_sinks,
+                           uint32_t n_def_sinks)
+{
+    struct config *cfg = L->cfg;
+    struct endpoint_cfg *ep = &cfg->endpoints[cfg->n_endpoints];
+    const cJSON *obj = nm->src.node;
+    unsigned fi = nm->src.file;
+    _cleanup_free_ char *path = mkpath("endpoints", nm->name, NULL);
+    size_t nerr0 = L->errs->n + L->errs->dropped;
+
+    if (!cJSON_IsObject(obj)) {
+        lerr(L, nm->src, false, path,
+             "expected an object such as {\"url\": \"https://api.example.com/v1/status\"}");
+        return;
+    }
+    check_dups(L, obj, fi, path);
+    struct src own[_EK_MAX] = {0};
+    for (const cJSON *k = obj->child; k; k = k->next) {
+        size_t i;
+        for (i = 0; i < _EK_MAX && strcmp(k->string, ep_keys[i]) != 0; i++) {
+        }
+        if (i == _EK_MAX) {
+            unknown_key(L, (struct src){k, fi}, path, k->string, ep_keys, _EK_MAX);
+            continue;
+        }
+        own[i] = (struct src){k, fi};
+    }
+
+    memset(ep, 0, sizeof(*ep));
+    ep->name = arena_strdup(&cfg->arena, nm->name);
+    ep->method = "GET";
+    ep->interval = DEF_INTERVAL;
+    ep->timeout = DEF_TIMEOUT;
+    ep->connect_timeout = DEF_CONNECT_TIMEOUT;
+    ep->low_speed_limit = DEF_LOW_SPEED_LIMIT;
+    ep->low_speed_time = DEF_LOW_SPEED_TIME;
+    ep->max_body_size = cfg->limits.max_body_size;
+    ep->max_redirects = DEF_MAX_REDIRECTS;
+    ep->enabled = true;
+    ep->sinks = def_sinks;
+    ep->n_sinks = n_def_sinks;
+    if (!ep->name) {
+        L->oom = true;
+        return;
+    }
+
+    for (int k = 0; k < _EK_MAX; k++) {
+        struct src s = pick(own, L, (enum ep_key)k);
+        if (!s.node || k == EK_HEADERS) {
+            continue;
+        }
+        _cleanup_free_ char *kp = mkpath("endpoints", nm->name, ep_keys[k]);
+        const char *str;
+        uint64_t u;
+        char err[300];
+        switch ((enum ep_key)k) {
+        case EK_URL:
+            if (get_string(L, s, kp, &str) == 0) {
+                if (url_validate(str, err, sizeof(err)) < 0) {
+                    lerr(L, s, false, kp, "%s", err);
+                    break;
+                }
+                ep->url = arena_strdup(&cfg->arena, str);
+                if (url_has_secrets(str)) {
+                    char *red = url_redact(str);
+                    ep->url_redacted = red ? arena_strdup(&cfg->arena, red) : NULL;
+                    free(red);
+                } else {
+                    ep->url_redacted = ep->url;
+                }
+                if (!ep->url || !ep->url_redacted) {
+                    L->oom = true;
+                }
+            }
+            break;
+        case EK_METHOD:
+            if (get_string(L, s, kp, &str) == 0) {
+                if (!is_token(str) || strlen(str) > 32) {
+                    lerr(L, s, false, kp, "invalid method \"%.40s\"; use GET, POST, PUT, ...", str);
+                    break;
+                }
+                ep->method = arena_strdup(&cfg->arena, str);
+            }
+            break;
+        case EK_BODY:
+            if (cJSON_IsString(s.node)) {
+                ep->body = arena_strdup(&cfg->arena, s.node->valuestring);
+                ep->body_len = strlen(s.node->valuestring);
+            } else {
+                char *txt = cJSON_PrintUnformatted(s.node);
+                if (!txt) {
+                    L->oom = true;
+                    break;
+                }
+                ep->body = arena_strdup(&cfg->arena, txt);
+                ep->body_len = strlen(txt);
+                ep->body_is_json = true;
+                cJSON_free(txt);
+            }
+            break;
+        case EK_INTERVAL:
+            get_duration(L, s, kp, 10 * USEC_PER_MSEC, 30 * 86400 * USEC_PER_SEC, &ep->interval);
+            break;
+        case EK_TIMEOUT:
+            get_duration(L, s, kp, USEC_PER_MSEC, 86400 * USEC_PER_SEC, &ep->timeout);
+            break;
+        case EK_CONNECT_TIMEOUT:
+            get_duration(L, s, kp, USEC_PER_MSEC, 3600 * USEC_PER_SEC, &ep->connect_timeout);
+            break;
+        case EK_LOW_SPEED_LIMIT:
+            get_size(L, s, kp, 0, UINT64_C(1) << 40, &ep->low_speed_limit);
+            break;
+        case EK_LOW_SPEED_TIME:
+            get_duration(L, s, kp, USEC_PER_SEC, 86400 * USEC_PER_SEC, &ep->low_speed_time);
+            break;
+        case EK_MAX_BODY_SIZE:
+            if (get_size(L, s, kp, 1, UINT64_C(1) << 30, &u) == 0) {
+                if (u > cfg->limits.max_body_size) {
+                    char a[32];
+                    lerr(L, s, false, kp,
+                         "larger than limits.max_body_size (%s); raise that limit first",
+                         units_format_size(cfg->limits.max_body_size, a, sizeof(a)));
+                    break;
+                }
+                ep->max_body_size = u;
+            }
+            break;
+        case EK_SELECT:
+            if (get_string(L, s, kp, &str) == 0) {
+                const char *msg = NULL;
+                struct jptr *jp = NULL;
+                int r = jptr_parse(str, &jp, &msg);
+                if (r == -ENOMEM) {
+                    L->oom = true;
+                } else if (r < 0) {
+                    lerr(L, s, false, kp, "invalid JSON Pointer \"%.60s\": %s", str, msg);
+                } else {
+                    ep->select = jp;
+                }
+            }
+            break;
+        case EK_SINKS: {
+            if (!cJSON_IsArray(s.node) || !s.node->child) {
+                lerr(L, s, false, kp,
+                     "expected a non-empty array of sink names, such as [\"stdout\"]");
+                break;
+            }
+            if (s.node == L->defaults[EK_SINKS].node) {
+                break; /* resolved (or reported) once in build_endpoints, shared */
+            }
+            uint32_t cnt = 0;
+            for (const cJSON *c = s.node->child; c; c = c->next) {
+                cnt++;
+            }
+            uint32_t *idx = arena_alloc(&cfg->arena, cnt * sizeof(uint32_t));
+            if (!idx) {
+                L->oom = true;
+                break;
+            }
+            uint32_t got_n = 0;
+            bool bad = false;
+            for (const cJSON *c = s.node->child; c; c = c->next) {
+                struct src cs = {c, s.file};
+                int si = cJSON_IsString(c) ? sink_index(cfg, c->valuestring) : -1;
+                if (si < 0) {
+                    struct buf known = {0};
+                    for (size_t j = 0; j < cfg->n_sinks; j++) {
+                        if (cfg->sinks[j].name) {
+                            buf_printf(&known, "%s%s", known.len ? ", " : "", cfg->sinks[j].name);
+                        }
+                    }
+                    char g[64];
+                    lerr(L, cs, false, kp, "unknown sink %s (defined sinks: %s)", got(c, g),
+                         known.data ? known.data : "none");
+                    buf_done(&known);
+                    bad = true;
+                    continue;
+                }
+                for (uint32_t j = 0; j < got_n; j++) {
+                    if (idx[j] == (uint32_t)si) {
+                        lerr(L, cs, false, kp, "sink \"%s\" listed twice", c->valuestring);
+                        bad = true;
+                    }
+                }
+                idx[got_n++] = (uint32_t)si;
+            }
+            if (!bad) {
+                ep->sinks = idx;
+                ep->n_sinks = got_n;
+            }
+            break;
+        }
+        case EK_FOLLOW_REDIRECTS:
+            get_bool(L, s, kp, &ep->follow_redirects);
+            break;
+        case EK_MAX_REDIRECTS:
+            if (get_uint(L, s, kp, 0, 50, &u) == 0) {
+                ep->max_redirects = (uint32_t)u;
+            }
+            break;
+        case EK_ENABLED:
+            get_bool(L, s, kp, &ep->enabled);
+            break;
+        case EK_HEADERS:
+        case _EK_MAX:
+            break;
+        }
+    }
+    if (!own[EK_URL].node) {
+        lerr(L, nm->src, false, path,
+             "missing \"url\"; add for example \"url\": \"https://api.example.com/v1/status\"");
+    }
+    bool has_ctype = false;
+    build_headers(L, ep, own[EK_HEADERS], L->defaults[EK_HEADERS], nm->name, &has_ctype);
+    if (ep->body_is_json && !has_ctype) {
+        const char **nh = arena_alloc(&cfg->arena, (ep->n_headers + 1) * sizeof(char *));
+        if (!nh) {
+            L->oom = true;
+            return;
+        }
+        if (ep->n_headers) {
+            memcpy(nh, ep->headers, ep->n_headers * sizeof(char *));
+        }
+        nh[ep->n_headers++] = "Content-Type: application/json";
+        ep->headers = nh;
+    }
+    if (L->errs->n + L->errs->dropped != nerr0 || !ep->url) {
+        jptr_free(ep->select);
+        ep->select = NULL;
+        return; /* not added */
+    }
+    cfg->n_endpoints++;
+}
+
+static void build_endpoints(struct loader *L)
+{
+    struct config *cfg = L->cfg;
+    if (L->endpoints.n > cfg->limits.max_endpoints) {
+        lerr(L, (struct src){NULL, 0}, false, "endpoints",
+             "%zu endpoints configured, but limits.max_endpoints is %u; raise the limit or "
+             "split the endpoints over several instances",
+             L->endpoints.n, cfg->limits.max_endpoints);
+        return;
+    }
+    cfg->endpoints = calloc(L->endpoints.n ? L->endpoints.n : 1, sizeof(*cfg->endpoints));
+    if (!cfg->endpoints) {
+        L->oom = true;
+        return;
+    }
+    /* the default sink list, resolved once and shared by reference */
+    uint32_t *def = NULL;
+    uint32_t ndef = 0;
+    struct src ds = L->defaults[EK_SINKS];
+    if (ds.node && cJSON_IsArray(ds.node) && ds.node->child) {
+        /* validated (with positions) by the first endpoint that uses it;
+         * here only resolved when it is entirely valid */
+        for (const cJSON *c = ds.node->child; c; c = c->next) {
+            ndef++;
+        }
+        def = arena_alloc(&cfg->arena, ndef * sizeof(uint32_t));
+        if (!def) {
+            L->oom = true;
+            return;
+        }
+        uint32_t k = 0;
+        for (const cJSON *c = ds.node->child; c; c = c->next) {
+            int si = cJSON_IsString(c) ? sink_index(cfg, c->valuestring) : -1;
+            for (uint32_t j = 0; si >= 0 && j < k; j++) {
+                if (def[j] == (uint32_t)si) {
+                    si = -1;
+                }
+            }
+            if (si < 0) {
+                def = NULL;
+                break;
+            }
+            def[k++] = (uint32_t)si;
+        }
+        if (!def) {
+            ndef = 0;
+            /* report once, with positions */
+            _cleanup_free_ char *kp = mkpath("defaults", "sinks", NULL);
+            for (const cJSON *c = ds.node->child; c; c = c->next) {
+                if (!cJSON_IsString(c) || sink_index(cfg, c->valuestring) < 0) {
+                    char g[64];
+                    lerr(L, (struct src){c, ds.file}, false, kp, "unknown sink %s", got(c, g));
+                }
+            }
+        }
+    } else if (ds.node) {
+        _cleanup_free_ char *kp = mkpath("defaults", "sinks", NULL);
+        lerr(L, ds, false, kp, "expected a non-empty array of sink names, such as [\"stdout\"]");
+    }
+    if (!ds.node) {
+        int si = sink_index(cfg, "stdout");
+        def = arena_alloc(&cfg->arena, sizeof(uint32_t));
+        if (!def) {
+            L->oom = true;
+            return;
+        }
+        def[0] = (uint32_t)si;
+        ndef = 1;
+    }
+    for (size_t i = 0; i < L->endpoints.n && !L->oom; i++) {
+        build_endpoint(L, &L->endpoints.v[i], def, ndef);
+    }
+    for (size_t i = 0; i < cfg->n_endpoints; i++) {
+        struct endpoint_cfg *ep = &cfg->endpoints[i];
+        for (uint32_t j = 0; j < ep->n_sinks; j++) {
+            cfg->sinks[ep->sinks[j]].used = true;
+        }
+        if (strmap_put(&cfg->by_name, ep->name, ep, NULL) < 0) {
+            L->oom = true;
+        }
+    }
+}
+
+void config_errors_done(struct config_errors *errs)
+{
+    for (size_t i = 0; i < errs->n; i++) {
+        free(errs->msgs[i]);
+    }
+    free(errs->msgs);
+    errs->msgs = NULL;
+    errs->n = errs->dropped = 0;
+}
+
+struct config *config_free(struct config *cfg)
+{
+    if (!cfg) {
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->n_endpoints; i++) {
+        jptr_free(cfg->endpoints[i].select);
+    }
+    free(cfg->endpoints);
+    free(cfg->sinks);
+    strmap_done(&cfg->by_name);
+    arena_done(&cfg->arena);
+    free(cfg);
+    return NULL;
+}
+
+int config_load(const char *path, struct config **ret, struct config_errors *errs)
+{
+    struct config *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg) {
+        return -ENOMEM;
+    }
+    struct loader L = {.cfg = cfg, .errs = errs};
+    int r = 0;
+    cfg->path = arena_strdup(&cfg->arena, path);
+
+    if (load_file(&L, path) == 0) {
+        _cleanup_free_ char *dir = dropin_dir(path);
+        char **names = NULL;
+        size_t nn = 0;
+        if (dir && list_dropins(&L, dir, &names, &nn) == 0 && nn) {
+            cfg->dropins = arena_alloc(&cfg->arena, nn * sizeof(char *));
+        }
+        for (size_t i = 0; i < nn; i++) {
+            if (load_file(&L, names[i]) == 0 && cfg->dropins) {
+                cfg->dropins[cfg->n_dropins++] = arena_strdup(&cfg->arena, names[i]);
+            }
+            free(names[i]);
+        }
+        free(names);
+    }
+    /* Syntax errors stop here (there is no tree); everything after reports
+     * all the problems it finds in one go. */
+    bool parsed = errs->n == 0 && !L.oom;
+    if (parsed) {
+        for (unsigned i = 0; i < L.n_files; i++) {
+            merge_file(&L, i);
+        }
+    }
+    if (parsed && !L.oom) {
+        build_limits(&L);
+        build_sinks(&L);
+    }
+    if (parsed && !L.oom) {
+        if (L.endpoints.n == 0) {
+            lerr(&L, (struct src){L.files[0].root, 0}, false, "endpoints",
+                 "no endpoints configured; add for example "
+                 "\"endpoints\": {\"status\": {\"url\": \"https://api.example.com/v1/status\"}}");
+        } else {
+            build_endpoints(&L);
+        }
+    }
+
+    for (size_t i = 0; i < L.n_files; i++) {
+        free(L.files[i].path);
+        free(L.files[i].text);
+        cJSON_Delete(L.files[i].root);
+    }
+    free(L.files);
+    free(L.sinks.v);
+    strmap_done(&L.sinks.idx);
+    free(L.endpoints.v);
+    strmap_done(&L.endpoints.idx);
+
+    if (L.oom) {
+        r = -ENOMEM;
+    } else if (errs->n || errs->dropped) {
+        r = -EINVAL;
+    }
+    if (r < 0) {
+        config_free(cfg);
+        return r;
+    }
+    *ret = cfg;
+    return 0;
+}
+
+const struct endpoint_cfg *config_find_endpoint(const struct config *cfg, const char *name)
+{
+    return strmap_get(&cfg->by_name, name);
+}
+
+void config_print_summary(const struct config *cfg, FILE *f)
+{
+    char a[32], b[32], c[32];
+    fprintf(f, "config: %s", cfg->path);
+    if (cfg->n_dropins) {
+        fprintf(f, " + %zu drop-in%s", cfg->n_dropins, cfg->n_dropins == 1 ? "" : "s");
+    }
+    fprintf(f, ": OK\n");
+    for (size_t i = 0; i < cfg->n_dropins; i++) {
+        fprintf(f, "  drop-in: %s\n", cfg->dropins[i]);
+    }
+    const struct limits *l = &cfg->limits;
+    fprintf(f, "limits: max_concurrent %u, max_per_host %s%s, max_body_size %s, shutdown_grace %s\n",
+            l->max_concurrent, l->max_per_host ? "" : "unlimited",
+            l->max_per_host ? (snprintf(c, sizeof(c), "%u", l->max_per_host), c) : "",
+            units_format_size(l->max_body_size, a, sizeof(a)),
+            units_format_duration(l->shutdown_grace, b, sizeof(b)));
+    size_t used = 0;
+    for (size_t i = 0; i < cfg->n_sinks; i++) {
+        used += cfg->sinks[i].used;
+    }
+    fprintf(f, "sinks (%zu used):\n", used);
+    for (size_t i = 0; i < cfg->n_sinks; i++) {
+        const struct sink_cfg *s = &cfg->sinks[i];
+        if (s->implicit && !s->used) {
+            continue;
+        }
+        fprintf(f, "  %-16s %-8s", s->name, s->type->name);
+        for (size_t k = 0; s->type->options[k].key; k++) {
+            if (s->values[k].set && s->values[k].s) {
+                fprintf(f, " %s=%s", s->type->options[k].key, s->values[k].s);
+            }
+        }
+        fprintf(f, "%s\n", s->used ? "" : "  (unused)");
+    }
+    size_t enabled = 0;
+    for (size_t i = 0; i < cfg->n_endpoints; i++) {
+        enabled += cfg->endpoints[i].enabled;
+    }
+    fprintf(f, "endpoints (%zu, %zu enabled):\n", cfg->n_endpoints, enabled);
+    size_t shown = cfg->n_endpoints > 20 ? 15 : cfg->n_endpoints;
+    for (size_t i = 0; i < shown; i++) {
+        const struct endpoint_cfg *e = &cfg->endpoints[i];
+        fprintf(f, "  %-16s %-6s %s  every %s, timeout %s%s%s ->", e->name, e->method,
+                e->url_redacted, units_format_duration(e->interval, a, sizeof(a)),
+                units_format_duration(e->timeout, b, sizeof(b)), e->select ? ", select " : "",
+                e->select ? e->select->src : "");
+        for (uint32_t j = 0; j < e->n_sinks; j++) {
+            fprintf(f, " %s", cfg->sinks[e->sinks[j]].name);
+        }
+        fprintf(f, "%s\n", e->enabled ? "" : "  (disabled)");
+    }
+    if (shown < cfg->n_endpoints) {
+        fprintf(f, "  ... and %zu more\n", cfg->n_endpoints - shown);
+    }
+}

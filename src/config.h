@@ -1,0 +1,85 @@
+/* config.h - the loaded, validated, immutable configuration.
+ *
+ * config_load() reads FILE and the drop-ins in FILE.d/ (FILE without ".json",
+ * so /etc/fetchd/fetchd.json reads /etc/fetchd/fetchd.d/ *.json in lexical
+ * order), merges them, validates everything and builds a struct config, or
+ * returns every problem found as "file:line:col: key.path: message" lines.
+ * Non-logging. A loaded config is never modified: reload builds a new one.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sink.h"
+#include "util/arena.h"
+#include "util/strmap.h"
+#include "util/time.h"
+
+#define CONFIG_MAX_FILE_BYTES (64u * 1024 * 1024)
+#define CONFIG_MAX_NAME 128
+#define CONFIG_MAX_ERRORS 30
+
+struct jptr;
+
+struct endpoint_cfg {
+    const char *name;         /* arena */
+    const char *url;          /* arena */
+    const char *url_redacted; /* arena; == url when nothing to hide */
+    const char *method;       /* arena; "GET" by default */
+    const char **headers;     /* arena; "Name: value", n_headers entries */
+    size_t n_headers;
+    const char *body;         /* arena or NULL */
+    size_t body_len;
+    bool body_is_json;        /* body was given as a JSON value */
+    usec_t interval;
+    usec_t timeout;
+    usec_t connect_timeout;
+    usec_t low_speed_time;
+    uint64_t low_speed_limit; /* bytes per second */
+    uint64_t max_body_size;
+    struct jptr *select;      /* owned by the config (freed in config_free) or NULL */
+    const uint32_t *sinks;    /* arena; indices into config->sinks */
+    uint32_t n_sinks;
+    uint32_t max_redirects;
+    bool follow_redirects;
+    bool enabled;
+};
+
+struct limits {
+    uint32_t max_concurrent; /* transfers in flight at once */
+    uint32_t max_per_host;   /* connections per host, 0 = no extra limit */
+    uint32_t max_endpoints;
+    uint64_t max_body_size;  /* ceiling for every endpoint's max_body_size */
+    usec_t shutdown_grace;   /* how long a stop waits for in-flight transfers */
+};
+
+struct config {
+    struct arena arena;
+    char *path;                   /* arena */
+    const char **dropins;         /* arena; drop-in files read, in order */
+    size_t n_dropins;
+    struct limits limits;
+    struct endpoint_cfg *endpoints; /* malloc'd array, in definition order */
+    size_t n_endpoints;
+    struct sink_cfg *sinks;       /* malloc'd array */
+    size_t n_sinks;
+    struct strmap by_name;        /* endpoint name -> struct endpoint_cfg * */
+};
+
+struct config_errors {
+    char **msgs; /* owned */
+    size_t n;
+    size_t dropped; /* errors beyond CONFIG_MAX_ERRORS */
+};
+
+/* Returns 0 and *ret, or -EINVAL (errors in *errs), -ENOMEM. */
+int config_load(const char *path, struct config **ret, struct config_errors *errs);
+struct config *config_free(struct config *cfg);
+void config_errors_done(struct config_errors *errs);
+
+const struct endpoint_cfg *config_find_endpoint(const struct config *cfg, const char *name);
+/* Writes the --check-config summary (one screen) to f. */
+void config_print_summary(const struct config *cfg, FILE *f);

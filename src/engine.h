@@ -1,0 +1,41 @@
+/* engine.h - owns the loop, the config, the sinks, the transfer pool and the
+ * per-endpoint runtime state; runs fetches on schedule or once.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct config;
+struct engine;
+
+struct engine_options {
+    bool once;                /* fetch each selected endpoint once, then stop */
+    const char *const *only;  /* endpoint names to run (NULL = all enabled) */
+    size_t n_only;
+    bool progress;            /* --once progress line on stderr */
+};
+
+struct engine_stats {
+    uint64_t selected;   /* endpoints selected to run */
+    uint64_t fetches;    /* completed fetches */
+    uint64_t ok;
+    uint64_t failed;
+    uint64_t skipped;    /* due while the previous fetch still ran */
+    uint64_t not_run;    /* --once: never started (interrupted) */
+    uint64_t records_lost; /* records sinks could not deliver */
+    bool interrupted;    /* stopped by a signal */
+};
+
+/* Takes ownership of cfg (also on failure). Returns 0, -ENOENT when an
+ * --endpoint name is unknown (logged), or -errno. */
+int engine_new(struct engine **ret, struct config *cfg, const struct engine_options *opt);
+/* Runs until --once completes or a stop signal; returns 0 or -errno. */
+int engine_run(struct engine *e);
+void engine_get_stats(const struct engine *e, struct engine_stats *st);
+/* Prints "name: kind: message" for each endpoint whose last fetch failed
+ * (at most max lines). */
+void engine_print_failures(const struct engine *e, FILE *f, size_t max);
+struct engine *engine_free(struct engine *e);

@@ -1,0 +1,126 @@
+/* main.c - parse arguments, load the config, run the engine, map the result
+ * to an exit status. Everything else lives in the fetchd-core library. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <fetchd/exit-status.h>
+
+#include "cli.h"
+#include "config.h"
+#include "engine.h"
+#include "log.h"
+
+static int run(const struct cli_args *args)
+{
+    struct config *cfg = NULL;
+    struct config_errors errs = {0};
+    int r = config_load(args->config, &cfg, &errs);
+    if (r < 0) {
+        for (size_t i = 0; i < errs.n; i++) {
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        }
+        if (errs.dropped) {
+            fprintf(stderr, "... and %zu more errors\n", errs.dropped);
+        }
+        config_errors_done(&errs);
+        if (r == -ENOMEM) {
+            fprintf(stderr, "fetchd: out of memory loading %s\n", args->config);
+            return FETCHD_EXIT_SOFTWARE;
+        }
+        fprintf(stderr, "fetchd: configuration invalid, nothing was run\n");
+        return FETCHD_EXIT_CONFIG;
+    }
+    if (args->check_config) {
+        config_print_summary(cfg, stdout);
+        for (size_t i = 0; i < args->n_only; i++) {
+            if (!config_find_endpoint(cfg, args->only[i])) {
+                fprintf(stderr, "fetchd: --endpoint '%s': no such endpoint\n", args->only[i]);
+                config_free(cfg);
+                return FETCHD_EXIT_CONFIG;
+            }
+        }
+        config_free(cfg);
+        return FETCHD_EXIT_OK;
+    }
+
+    struct engine_options opt = {
+        .once = args->once,
+        .only = args->only,
+        .n_only = args->n_only,
+        .progress = args->progress && isatty(STDERR_FILENO),
+    };
+    struct engine *e = NULL;
+    r = engine_new(&e, cfg, &opt);
+    if (r == -ENOENT) {
+        return FETCHD_EXIT_USAGE;
+    }
+    if (r < 0) {
+        log_error("cannot start: %s", strerror(-r));
+        return r == -ENOMEM ? FETCHD_EXIT_SOFTWARE : FETCHD_EXIT_OSERR;
+    }
+    r = engine_run(e);
+    struct engine_stats st;
+    engine_get_stats(e, &st);
+    int status = FETCHD_EXIT_OK;
+    if (r < 0) {
+        log_error("stopped: %s", strerror(-r));
+        status = FETCHD_EXIT_SOFTWARE;
+    } else if (st.records_lost) {
+        log_error("%llu record%s could not be written to a sink", (unsigned long long)st.records_lost,
+                  st.records_lost == 1 ? "" : "s");
+        status = FETCHD_EXIT_IOERR;
+    } else if (args->once && (st.failed || st.not_run)) {
+        status = FETCHD_EXIT_FETCH_FAILED;
+    }
+    if (args->once) {
+        if (st.failed) {
+            fprintf(stderr, "fetchd: %llu of %llu endpoint%s failed:\n",
+                    (unsigned long long)st.failed, (unsigned long long)st.selected,
+                    st.selected == 1 ? "" : "s");
+            engine_print_failures(e, stderr, 20);
+        }
+        if (st.not_run) {
+            fprintf(stderr, "fetchd: interrupted: %llu endpoint%s not fetched\n",
+                    (unsigned long long)st.not_run, st.not_run == 1 ? "" : "s");
+        }
+    }
+    engine_free(e);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli_args args;
+    char err[512];
+    /* a closed pipe must be an EPIPE on that write, never a dead daemon */
+    signal(SIGPIPE, SIG_IGN);
+    log_setup();
+    if (cli_parse(argc, argv, &args, err, sizeof(err)) < 0) {
+        fprintf(stderr, "fetchd: %s\n", err);
+        cli_args_done(&args);
+        return FETCHD_EXIT_USAGE;
+    }
+    if (args.help || args.version) {
+        if (args.help) {
+            cli_print_help(argv[0]);
+        } else {
+            cli_print_version();
+        }
+        cli_args_done(&args);
+        return FETCHD_EXIT_OK;
+    }
+    log_set_level(args.log_level);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "fetchd: libcurl initialisation failed\n");
+        cli_args_done(&args);
+        return FETCHD_EXIT_SOFTWARE;
+    }
+    int status = run(&args);
+    curl_global_cleanup();
+    cli_args_done(&args);
+    return status;
+}

@@ -1,0 +1,169 @@
+/* url.c - URL validation (through libcurl's own parser) and redaction. */
+#include "url.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util/buf.h"
+
+int url_validate(const char *url, char *err, size_t errlen)
+{
+    size_t len = strlen(url);
+    if (len == 0) {
+        snprintf(err, errlen, "the URL is empty");
+        return -EINVAL;
+    }
+    if (len > URL_MAX_LEN) {
+        snprintf(err, errlen, "the URL is %zu bytes long, the limit is %d", len, URL_MAX_LEN);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)url[i];
+        if (c <= 0x20 || c == 0x7f) {
+            snprintf(err, errlen,
+                     "the URL contains a space or control character at byte %zu; "
+                     "percent-encode it (space is %%20)",
+                     i + 1);
+            return -EINVAL;
+        }
+    }
+    const char *colon = strstr(url, "://");
+    if (!colon) {
+        snprintf(err, errlen, "the URL has no scheme; write it as http://HOST/PATH or https://HOST/PATH");
+        return -EINVAL;
+    }
+    size_t slen = (size_t)(colon - url);
+    if (!((slen == 4 && strncasecmp(url, "http", 4) == 0) ||
+          (slen == 5 && strncasecmp(url, "https", 5) == 0))) {
+        snprintf(err, errlen, "scheme \"%.*s\" is not allowed (allowed: http, https)",
+                 (int)(slen > 16 ? 16 : slen), url);
+        return -EINVAL;
+    }
+    CURLU *u = curl_url();
+    if (!u) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (uc != CURLUE_OK) {
+        snprintf(err, errlen, "the URL does not parse: %s", curl_url_strerror(uc));
+        curl_url_cleanup(u);
+        return -EINVAL;
+    }
+    char *host = NULL;
+    uc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+    if (uc != CURLUE_OK || !host || !*host) {
+        snprintf(err, errlen, "the URL has no host");
+        curl_free(host);
+        curl_url_cleanup(u);
+        return -EINVAL;
+    }
+    curl_free(host);
+    curl_url_cleanup(u);
+    return 0;
+}
+
+static bool secret_param(const char *name, size_t len)
+{
+    static const char *words[] = {"key", "token", "secret", "pass", "auth",
+                                  "sig", "session", "credential"};
+    for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
+        size_t wl = strlen(words[w]);
+        for (size_t i = 0; i + wl <= len; i++) {
+            if (strncasecmp(name + i, words[w], wl) == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* Calls back for each redaction range; returns whether any exists. Writes
+ * the redacted URL into out when out is non-NULL. */
+static int url_redact_into(const char *url, struct buf *out, bool *ret_changed)
+{
+    bool changed = false;
+    const char *p = url;
+    const char *sep = strstr(url, "://");
+    int r = 0;
+#define EMIT(s, n)                                                                                 \
+    do {                                                                                           \
+        if (out && (r = buf_append(out, (s), (n))) < 0)                                            \
+            return r;                                                                              \
+    } while (0)
+    if (sep) {
+        const char *auth = sep + 3;
+        size_t alen = strcspn(auth, "/?#");
+        const char *at = memchr(auth, '@', alen);
+        /* the last '@' in the authority ends the userinfo */
+        for (const char *q = auth; q < auth + alen; q++) {
+            if (*q == '@') {
+                at = q;
+            }
+        }
+        EMIT(url, (size_t)(auth - url));
+        if (at) {
+            const char *colon = memchr(auth, ':', (size_t)(at - auth));
+            if (colon) {
+                EMIT(auth, (size_t)(colon - auth) + 1);
+                EMIT("***", 3);
+            } else {
+                EMIT("***", 3);
+            }
+            changed = true;
+            p = at;
+        } else {
+            p = auth;
+        }
+    }
+    const char *q = strchr(p, '?');
+    if (!q) {
+        EMIT(p, strlen(p));
+        *ret_changed = changed;
+        return 0;
+    }
+    EMIT(p, (size_t)(q - p) + 1);
+    p = q + 1;
+    while (*p && *p != '#') {
+        size_t plen = strcspn(p, "&#");
+        const char *eq = memchr(p, '=', plen);
+        if (eq && secret_param(p, (size_t)(eq - p)) && eq + 1 < p + plen) {
+            EMIT(p, (size_t)(eq - p) + 1);
+            EMIT("***", 3);
+            changed = true;
+        } else {
+            EMIT(p, plen);
+        }
+        p += plen;
+        if (*p == '&') {
+            EMIT("&", 1);
+            p++;
+        }
+    }
+    EMIT(p, strlen(p));
+#undef EMIT
+    *ret_changed = changed;
+    return 0;
+}
+
+bool url_has_secrets(const char *url)
+{
+    bool changed = false;
+    (void)url_redact_into(url, NULL, &changed);
+    return changed;
+}
+
+char *url_redact(const char *url)
+{
+    struct buf b = {0};
+    bool changed;
+    if (url_redact_into(url, &b, &changed) < 0) {
+        buf_done(&b);
+        return NULL;
+    }
+    return buf_steal(&b);
+}
