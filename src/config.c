@@ -139,6 +139,8 @@ struct loader {
     struct namedvec sinks;
     struct namedvec endpoints;
     bool oom;
+    bool mute;                  /* drop errors (already reported once) */
+    bool def_seen[_EK_MAX];     /* a default was validated with an endpoint */
 };
 
 /* ---- error reporting ---------------------------------------------------- */
@@ -254,6 +256,9 @@ static void lerr(struct loader *L, struct src at, bool at_key, const char *path,
 static void lerr(struct loader *L, struct src at, bool at_key, const char *path, const char *fmt,
                  ...)
 {
+    if (L->mute) {
+        return;
+    }
     struct cfile *f = &L->files[at.file];
     struct buf b = {0};
     unsigned line = 0, col = 0;
@@ -470,7 +475,7 @@ static int get_size(struct loader *L, struct src s, const char *path, uint64_t m
         v = (uint64_t)d;
     } else if (!cJSON_IsString(s.node) || units_parse_size(s.node->valuestring, &v) < 0) {
         lerr(L, s, false, path,
-             "expected a size such as \"512KiB\" or \"8MiB\" (units: B, KB, MB, GB, KiB, MiB, GiB), got %s",
+             "expected a size such as \"512KiB\" or \"8MiB\" (units: B, kB, MB, GB, KiB, MiB, GiB, TiB), got %s",
              got(s.node, g));
         return -EINVAL;
     }
@@ -1061,9 +1066,13 @@ static void build_headers(struct loader *L, struct endpoint_cfg *ep, struct src 
     const struct src layers[2] = {def_h, own_h};
     const cJSON *names[256];
     const cJSON *vals[256];
+    int layer[256];
     size_t n = 0;
+    bool was_mute = L->mute;
     for (int li = 0; li < 2; li++) {
         struct src s = layers[li];
+        /* the defaults' problems are reported once, not per endpoint */
+        L->mute = was_mute || (li == 0 && L->def_seen[EK_HEADERS]);
         if (!s.node) {
             continue;
         }
@@ -1088,6 +1097,7 @@ static void build_headers(struct loader *L, struct endpoint_cfg *ep, struct src 
             if (cJSON_IsNull(h)) {
                 if (j < n) {
                     vals[j] = NULL;
+                    layer[j] = li;
                 }
                 continue;
             }
@@ -1107,15 +1117,17 @@ static void build_headers(struct loader *L, struct endpoint_cfg *ep, struct src 
                 }
             }
             if (j < n) {
-                if (li == 0) {
+                if (layer[j] == li) {
                     lerr(L, hs, true, hp, "header given twice (names are case-insensitive)");
                     continue;
                 }
                 names[j] = h;
                 vals[j] = h;
+                layer[j] = li;
             } else if (n < ELEMENTSOF(names)) {
                 names[n] = h;
                 vals[n] = h;
+                layer[n] = li;
                 n++;
             } else {
                 lerr(L, hs, true, hp, "too many headers (at most %zu)", ELEMENTSOF(names));
@@ -1123,6 +1135,8 @@ static void build_headers(struct loader *L, struct endpoint_cfg *ep, struct src 
         next:;
         }
     }
+    L->mute = was_mute;
+    L->def_seen[EK_HEADERS] = true;
     size_t cnt = 0;
     for (size_t j = 0; j < n; j++) {
         cnt += vals[j] != NULL;
@@ -1208,7 +1222,15 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
         if (!s.node || k == EK_HEADERS) {
             continue;
         }
-        _cleanup_free_ char *kp = mkpath("endpoints", nm->name, ep_keys[k]);
+        bool inherited = !own[k].node;
+        _cleanup_free_ char *kp = inherited ? mkpath("defaults", ep_keys[k], NULL)
+                                            : mkpath("endpoints", nm->name, ep_keys[k]);
+        bool was_mute = L->mute;
+        if (inherited) {
+            /* a bad default is reported once, not once per endpoint */
+            L->mute = was_mute || L->def_seen[k];
+            L->def_seen[k] = true;
+        }
         const char *str;
         uint64_t u;
         char err[300];
@@ -1242,6 +1264,9 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
             }
             break;
         case EK_BODY:
+            if (cJSON_IsNull(s.node)) {
+                break; /* no body (removes one set in defaults) */
+            }
             if (cJSON_IsString(s.node)) {
                 ep->body = arena_strdup(&cfg->arena, s.node->valuestring);
                 ep->body_len = strlen(s.node->valuestring);
@@ -1364,6 +1389,7 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
         case _EK_MAX:
             break;
         }
+        L->mute = was_mute;
     }
     if (!own[EK_URL].node) {
         lerr(L, nm->src, false, path,

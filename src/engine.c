@@ -354,7 +354,9 @@ static void engine_abort_in_flight(struct engine *e)
         char msg[CURL_ERROR_SIZE + 256];
         xfer_result(x, CURLE_ABORTED_BY_CALLBACK, &rec, &e->data, msg, sizeof(msg));
         rec.error = REC_ERR_CANCELLED;
-        snprintf(msg, sizeof(msg), "cancelled: fetchd was stopped before the transfer completed");
+        rec.curl_code = 0; /* libcurl reported nothing: we stopped it */
+        rec.excerpt = NULL;
+        snprintf(msg, sizeof(msg), "fetchd was stopped before the transfer completed");
         engine_account(e, s, &rec);
         engine_emit(e, s, &rec);
         s->in_flight = false;
@@ -453,7 +455,7 @@ int engine_new(struct engine **ret, struct config *cfg, const struct engine_opti
         const struct endpoint_cfg *ep = config_find_endpoint(cfg, opt->only[i]);
         if (!ep) {
             log_error("--endpoint '%s': no such endpoint in %s", opt->only[i], cfg->path);
-            r = -ENOENT;
+            r = -EINVAL;
             goto fail;
         }
         e->eps[ep - cfg->endpoints].selected = true;

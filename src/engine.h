@@ -29,13 +29,13 @@ struct engine_stats {
     bool interrupted;    /* stopped by a signal */
 };
 
-/* Takes ownership of cfg (also on failure). Returns 0, -ENOENT when an
- * --endpoint name is unknown (logged), or -errno. */
+/* Takes ownership of cfg (also on failure). Returns 0 or -errno (logged);
+ * the caller has checked that every --endpoint name exists. */
 int engine_new(struct engine **ret, struct config *cfg, const struct engine_options *opt);
 /* Runs until --once completes or a stop signal; returns 0 or -errno. */
 int engine_run(struct engine *e);
 void engine_get_stats(const struct engine *e, struct engine_stats *st);
-/* Prints "name: kind: message" for each endpoint whose last fetch failed
+/* Prints "  name: kind" for each endpoint whose last fetch failed
  * (at most max lines). */
 void engine_print_failures(const struct engine *e, FILE *f, size_t max);
 struct engine *engine_free(struct engine *e);

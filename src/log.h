@@ -4,8 +4,7 @@
  * the journal (JOURNAL_STREAM names stderr's device:inode, as systemd sets it
  * for services), each line starts with an sd-daemon "<N>" priority prefix so
  * journald stores the real priority; otherwise lines read
- * "fetchd: warning: ...". Native structured journal entries come with the
- * daemon mode.
+ * "fetchd: warning: ...".
  */
 #pragma once
 
@@ -21,8 +20,7 @@ const char *log_level_name(int level);
 
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
-/* Same, but about one endpoint: "endpoint 'NAME': ..." (structured field
- * FETCHD_ENDPOINT under the journal). */
+/* Same, but about one endpoint: "endpoint 'NAME': ...". */
 void log_endpoint(int prio, const char *endpoint, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -34,15 +34,16 @@ static int run(const struct cli_args *args)
         fprintf(stderr, "fetchd: configuration invalid, nothing was run\n");
         return FETCHD_EXIT_CONFIG;
     }
+    for (size_t i = 0; i < args->n_only; i++) {
+        if (!config_find_endpoint(cfg, args->only[i])) {
+            fprintf(stderr, "fetchd: --endpoint '%s': no such endpoint in %s\n", args->only[i],
+                    args->config);
+            config_free(cfg);
+            return FETCHD_EXIT_USAGE;
+        }
+    }
     if (args->check_config) {
         config_print_summary(cfg, stdout);
-        for (size_t i = 0; i < args->n_only; i++) {
-            if (!config_find_endpoint(cfg, args->only[i])) {
-                fprintf(stderr, "fetchd: --endpoint '%s': no such endpoint\n", args->only[i]);
-                config_free(cfg);
-                return FETCHD_EXIT_CONFIG;
-            }
-        }
         config_free(cfg);
         return FETCHD_EXIT_OK;
     }
@@ -55,9 +56,6 @@ static int run(const struct cli_args *args)
     };
     struct engine *e = NULL;
     r = engine_new(&e, cfg, &opt);
-    if (r == -ENOENT) {
-        return FETCHD_EXIT_USAGE;
-    }
     if (r < 0) {
         log_error("cannot start: %s", strerror(-r));
         return r == -ENOMEM ? FETCHD_EXIT_SOFTWARE : FETCHD_EXIT_OSERR;
@@ -75,6 +73,11 @@ static int run(const struct cli_args *args)
         status = FETCHD_EXIT_IOERR;
     } else if (args->once && (st.failed || st.not_run)) {
         status = FETCHD_EXIT_FETCH_FAILED;
+    }
+    if (!args->once) {
+        log_notice("stopped: %llu fetches, %llu failed, %llu skipped (previous fetch still running)",
+                   (unsigned long long)st.fetches, (unsigned long long)st.failed,
+                   (unsigned long long)st.skipped);
     }
     if (args->once) {
         if (st.failed) {

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config.h"
 #include "jptr.h"
@@ -77,14 +78,25 @@ int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const char *user_a
                                                                           : ep->low_speed_limit));
     SET(CURLOPT_LOW_SPEED_TIME, (long)(ep->low_speed_time / USEC_PER_SEC));
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)ep->max_body_size);
-    SET(CURLOPT_PIPEWAIT, 1L);
+    /* PIPEWAIT makes a new transfer wait for a connection to the same host
+     * that is still being set up, so it can multiplex over HTTP/2. Over
+     * https the answer comes with the TLS handshake (ALPN). Over plain http
+     * libcurl learns that HTTP/1.1 cannot multiplex only from the first
+     * response, so one slow endpoint would hold back every other transfer to
+     * that host: never for http. */
+    if (strncasecmp(ep->url, "https:", 6) == 0) {
+        SET(CURLOPT_PIPEWAIT, 1L);
+    }
     SET(CURLOPT_FOLLOWLOCATION, ep->follow_redirects ? 1L : 0L);
     SET(CURLOPT_MAXREDIRS, (long)ep->max_redirects);
     if (x->headers) {
         SET(CURLOPT_HTTPHEADER, x->headers);
     }
     if (strcmp(ep->method, "GET") == 0) {
-        /* the default */
+        if (ep->body) {
+            /* POSTFIELDS alone would turn this into a POST */
+            SET(CURLOPT_CUSTOMREQUEST, "GET");
+        }
     } else if (strcmp(ep->method, "HEAD") == 0) {
         SET(CURLOPT_NOBODY, 1L);
     } else if (strcmp(ep->method, "POST") == 0) {

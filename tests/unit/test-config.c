@@ -118,6 +118,8 @@ static const struct bad_case bad_cases[] = {
      "expected a string value"},
     {"headers case dup in defaults", "{\"defaults\": {\"headers\": {\"Accept\": \"a\", \"accept\": \"b\"}}, \"endpoints\": {\"a\": {\"url\": \"http://x/\"}}}",
      "header given twice"},
+    {"headers case dup in endpoint", "{\"endpoints\": {\"a\": {\"url\": \"http://x/\", \"headers\": {\"X-A\": \"a\", \"x-a\": \"b\"}}}}",
+     "endpoints.a.headers.x-a: header given twice"},
     {"bad method", "{\"endpoints\": {\"a\": {\"url\": \"http://x/\", \"method\": \"GET /\"}}}",
      "invalid method"},
     {"bad select", "{\"endpoints\": {\"a\": {\"url\": \"http://x/\", \"select\": \"data\"}}}",
@@ -160,6 +162,26 @@ START_TEST(test_secret_not_echoed)
     ck_assert_int_eq(r, -EINVAL);
     ck_assert_ptr_nonnull(strstr(errtext, "Authorization"));
     ck_assert_ptr_null(strstr(errtext, "s3cr3t"));
+    free(errtext);
+}
+END_TEST
+
+START_TEST(test_bad_default_reported_once)
+{
+    struct config *cfg;
+    char *errtext;
+    int r = load("{\"defaults\": {\"timeout\": \"soon\", \"headers\": {\"X\": \"a\\nb\"}},"
+                 " \"endpoints\": {\"a\": {\"url\": \"http://x/\"}, \"b\": {\"url\": \"http://y/\"},"
+                 " \"c\": {\"url\": \"http://z/\"}}}",
+                 &cfg, &errtext);
+    ck_assert_int_eq(r, -EINVAL);
+    const char *p = strstr(errtext, "defaults.timeout: expected a duration");
+    ck_assert_msg(p, "%s", errtext);
+    ck_assert_ptr_null(strstr(p + 1, "defaults.timeout"));
+    ck_assert_ptr_null(strstr(errtext, "endpoints.b.timeout"));
+    p = strstr(errtext, "defaults.headers.X: the value contains a control character");
+    ck_assert_msg(p, "%s", errtext);
+    ck_assert_ptr_null(strstr(p + 1, "defaults.headers.X"));
     free(errtext);
 }
 END_TEST
@@ -264,6 +286,7 @@ START_TEST(test_defaults_applied)
     ck_assert_str_eq(b->headers[1], "X-Empty;");
     ck_assert_str_eq(b->headers[2], "Content-Type: application/json");
     ck_assert_ptr_null(config_find_endpoint(cfg, "c"));
+    ck_assert_ptr_null(a->body);
     config_free(cfg);
 }
 END_TEST
@@ -392,6 +415,7 @@ static Suite *config_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, test_bad, 0, (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
     tcase_add_test(tc, test_secret_not_echoed);
+    tcase_add_test(tc, test_bad_default_reported_once);
     tcase_add_test(tc, test_all_errors_reported);
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_too_big);
