@@ -27,6 +27,14 @@ struct engine_stats {
     uint64_t not_run;    /* --once: never started (interrupted) */
     uint64_t records_lost; /* records sinks could not deliver */
     bool interrupted;    /* stopped by a signal */
+    /* loop health, in microseconds */
+    uint64_t iterations;   /* loop iterations */
+    uint64_t busy_p99;     /* time one iteration kept the loop from polling */
+    uint64_t busy_max;
+    uint64_t timer_runs;   /* daemon schedule timers fired */
+    uint64_t lateness_p50; /* timer firing time minus its due time */
+    uint64_t lateness_p99;
+    uint64_t lateness_max;
 };
 
 /* Takes ownership of cfg (also on failure). Returns 0 or -errno (logged);

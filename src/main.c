@@ -78,7 +78,12 @@ static int run(const struct cli_args *args)
         log_notice("stopped: %llu fetches, %llu failed, %llu skipped (previous fetch still running)",
                    (unsigned long long)st.fetches, (unsigned long long)st.failed,
                    (unsigned long long)st.skipped);
+        log_info("timer lateness over %llu runs: p50 %.3f ms, p99 %.3f ms, max %.3f ms",
+                 (unsigned long long)st.timer_runs, st.lateness_p50 / 1e3, st.lateness_p99 / 1e3,
+                 st.lateness_max / 1e3);
     }
+    log_info("loop: %llu iterations, busy p99 %.3f ms, max %.3f ms",
+             (unsigned long long)st.iterations, st.busy_p99 / 1e3, st.busy_max / 1e3);
     if (args->once) {
         if (st.failed) {
             fprintf(stderr, "fetchd: %llu of %llu endpoint%s failed:\n",
