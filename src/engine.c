@@ -33,6 +33,7 @@
 #include "record.h"
 #include "sink.h"
 #include "units.h"
+#include "util/strmap.h"
 #include "xfer.h"
 
 /* Transfers handed to curl per loop iteration. Adding is cheap, but on the
@@ -55,6 +56,7 @@ struct ep_state {
     bool selected;
     enum record_error last_error;
     usec_t due;                     /* CLOCK_MONOTONIC of the next scheduled run */
+    usec_t queued_due;              /* the due time of the run now queued */
     uint32_t consecutive_failures;
     uint64_t fetches;
     uint64_t failures;
@@ -82,6 +84,7 @@ struct engine {
     usec_t iter_started;
     struct hist busy;           /* time spent per loop iteration, usec */
     struct hist lateness;       /* daemon timers: firing time - due time, usec */
+    struct hist start_lateness; /* due time -> transfer handed to curl, usec */
     ev_timer grace;
     ev_timer progress;
     ev_signal sigterm, sigint;
@@ -106,9 +109,10 @@ static void engine_start_some(struct engine *e);
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void engine_enqueue(struct engine *e, struct ep_state *s)
+static void engine_enqueue(struct engine *e, struct ep_state *s, usec_t due)
 {
     s->queued = true;
+    s->queued_due = due;
     s->qnext = NULL;
     if (e->qtail) {
         e->qtail->qnext = s;
@@ -304,6 +308,8 @@ static void engine_start_some(struct engine *e)
         s->in_flight = true;
         e->in_flight++;
         started++;
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        hist_add(&e->start_lateness, now > s->queued_due ? now - s->queued_due : 0);
     }
     if (!e->stopping && e->free_xfers && e->qhead) {
         ev_timer_set(&e->kick, 0., 0.);
@@ -354,7 +360,8 @@ static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     usec_t now = now_usec(CLOCK_MONOTONIC);
-    hist_add(&e->lateness, now > s->due ? now - s->due : 0);
+    usec_t due = s->due;
+    hist_add(&e->lateness, now > due ? now - due : 0);
     /* libev schedules a repeating timer at due + interval, or now if that
      * has passed (after a stop or suspend: one catch-up run, not a burst) */
     s->due += s->cfg->interval;
@@ -368,7 +375,18 @@ static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         log_endpoint(LOG_DEBUG, s->cfg->name, "previous fetch still running, skipping this run");
         return;
     }
-    engine_enqueue(e, s);
+    engine_enqueue(e, s, due);
+}
+
+/* The first run's offset within the interval: a hash of the endpoint name,
+ * so it is the same on every start and on every machine. */
+static usec_t engine_splay(const char *name, usec_t interval)
+{
+    uint64_t h = strmap_hash(name);
+    h ^= h >> 33; /* FNV-1a's low bits are weak for similar names: mix */
+    h *= UINT64_C(0xff51afd7ed558ccd);
+    h ^= h >> 33;
+    return interval ? h % interval : 0;
 }
 
 /* ---- stop --------------------------------------------------------------- */
@@ -574,6 +592,7 @@ int engine_run(struct engine *e)
     ev_check_start(e->loop, &e->iter_begin);
     ev_unref(e->loop);
 
+    usec_t start = now_usec(CLOCK_MONOTONIC);
     for (size_t i = 0; i < e->n_eps; i++) {
         struct ep_state *s = &e->eps[i];
         if (!s->selected) {
@@ -581,12 +600,16 @@ int engine_run(struct engine *e)
         }
         e->st.selected++;
         if (e->opt.once) {
-            engine_enqueue(e, s);
+            engine_enqueue(e, s, start);
         } else {
-            /* first run now (spread by the start budget), then every interval */
-            ev_timer_init(&s->timer, ep_timer_cb, 0., usec_to_ev(s->cfg->interval));
+            /* First run at a deterministic splay within the interval, then
+             * every interval: 10 000 endpoints at 1 s become 10 per ms, not a
+             * burst of 10 000 every second, and restarts or several
+             * instances do not stampede an API at the same instant. */
+            usec_t splay = engine_splay(s->cfg->name, s->cfg->interval);
+            ev_timer_init(&s->timer, ep_timer_cb, usec_to_ev(splay), usec_to_ev(s->cfg->interval));
             s->timer.data = s;
-            s->due = now_usec(CLOCK_MONOTONIC);
+            s->due = start + splay;
             ev_timer_start(e->loop, &s->timer);
         }
     }
@@ -631,6 +654,9 @@ void engine_get_stats(const struct engine *e, struct engine_stats *st)
     st->lateness_p50 = hist_quantile(&e->lateness, 0.50);
     st->lateness_p99 = hist_quantile(&e->lateness, 0.99);
     st->lateness_max = e->lateness.max;
+    st->start_lateness_p50 = hist_quantile(&e->start_lateness, 0.50);
+    st->start_lateness_p99 = hist_quantile(&e->start_lateness, 0.99);
+    st->start_lateness_max = e->start_lateness.max;
 }
 
 void engine_print_failures(const struct engine *e, FILE *f, size_t max)

@@ -35,6 +35,9 @@ struct engine_stats {
     uint64_t lateness_p50; /* timer firing time minus its due time */
     uint64_t lateness_p99;
     uint64_t lateness_max;
+    uint64_t start_lateness_p50; /* due time -> transfer started (queueing included) */
+    uint64_t start_lateness_p99;
+    uint64_t start_lateness_max;
 };
 
 /* Takes ownership of cfg (also on failure). Returns 0 or -errno (logged);

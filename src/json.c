@@ -15,6 +15,9 @@
 
 size_t json_utf8_len(const unsigned char *s, size_t n)
 {
+    if (n == 0) {
+        return 0;
+    }
     unsigned char c = s[0];
     if (c < 0x80) {
         return 1;

@@ -81,6 +81,9 @@ static int run(const struct cli_args *args)
         log_info("timer lateness over %llu runs: p50 %.3f ms, p99 %.3f ms, max %.3f ms",
                  (unsigned long long)st.timer_runs, st.lateness_p50 / 1e3, st.lateness_p99 / 1e3,
                  st.lateness_max / 1e3);
+        log_info("start lateness (due to started): p50 %.3f ms, p99 %.3f ms, max %.3f ms",
+                 st.start_lateness_p50 / 1e3, st.start_lateness_p99 / 1e3,
+                 st.start_lateness_max / 1e3);
     }
     log_info("loop: %llu iterations, busy p99 %.3f ms, max %.3f ms",
              (unsigned long long)st.iterations, st.busy_p99 / 1e3, st.busy_max / 1e3);

@@ -40,10 +40,11 @@ static int units_number(const char **p, uint64_t *ret_int, uint64_t *ret_frac_e9
     uint64_t v = 0;
     int digits = 0;
     while (*s >= '0' && *s <= '9') {
-        if (v > (UINT64_MAX - 9) / 10) {
+        uint64_t d = (uint64_t)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10) {
             return -ERANGE;
         }
-        v = v * 10 + (uint64_t)(*s - '0');
+        v = v * 10 + d;
         s++;
         digits++;
     }
@@ -109,7 +110,12 @@ int units_parse_duration(const char *s, usec_t *ret)
         if (v > UINT64_MAX / u->mult) {
             return -ERANGE;
         }
-        uint64_t part = v * u->mult + (uint64_t)((double)frac * (double)u->mult / 1e9 + 0.5);
+        uint64_t whole = v * u->mult;
+        uint64_t fpart = (uint64_t)((double)frac * (double)u->mult / 1e9 + 0.5);
+        if (fpart > UINT64_MAX - whole) {
+            return -ERANGE;
+        }
+        uint64_t part = whole + fpart;
         if (part > UINT64_MAX - total - 1) {
             return -ERANGE;
         }

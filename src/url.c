@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,10 +38,39 @@ int url_validate(const char *url, char *err, size_t errlen)
         return -EINVAL;
     }
     size_t slen = (size_t)(colon - url);
+    /* Only echo the text before "://" when it is a well-formed scheme
+     * (RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )): anything else
+     * may be a user:password that merely precedes a "://" further on. */
+    bool scheme_ok = slen > 0 && slen <= 16 &&
+                     ((url[0] >= 'a' && url[0] <= 'z') || (url[0] >= 'A' && url[0] <= 'Z'));
+    for (size_t i = 1; scheme_ok && i < slen; i++) {
+        char c = url[i];
+        scheme_ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '+' || c == '-' || c == '.';
+    }
+    if (!scheme_ok) {
+        snprintf(err, errlen,
+                 "the URL has no valid scheme; write it as http://HOST/PATH or https://HOST/PATH");
+        return -EINVAL;
+    }
     if (!((slen == 4 && strncasecmp(url, "http", 4) == 0) ||
           (slen == 5 && strncasecmp(url, "https", 5) == 0))) {
-        snprintf(err, errlen, "scheme \"%.*s\" is not allowed (allowed: http, https)",
-                 (int)(slen > 16 ? 16 : slen), url);
+        snprintf(err, errlen, "scheme \"%.*s\" is not allowed (allowed: http, https)", (int)slen,
+                 url);
+        return -EINVAL;
+    }
+    const char *auth = colon + 3;
+    size_t alen = strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (const char *q = auth; q < auth + alen; q++) {
+        if (*q == '@') {
+            at = q;
+        }
+    }
+    const char *hstart = at ? at + 1 : auth;
+    if (hstart >= auth + alen || *hstart == ':') {
+        /* "http:///path": libcurl would take "path" as the host */
+        snprintf(err, errlen, "the URL has no host (nothing between \"://\" and the path)");
         return -EINVAL;
     }
     CURLU *u = curl_url();
@@ -120,15 +150,27 @@ static int url_redact_into(const char *url, struct buf *out, bool *ret_changed)
             p = auth;
         }
     }
+    /* the query ends at '#'; the fragment is redacted the same way (OAuth's
+     * implicit flow puts access_token=... there) */
+    const char *hash = strchr(p, '#');
     const char *q = strchr(p, '?');
-    if (!q) {
+    if (q && hash && q > hash) {
+        q = NULL;
+    }
+    if (!q && !hash) {
         EMIT(p, strlen(p));
         *ret_changed = changed;
         return 0;
     }
-    EMIT(p, (size_t)(q - p) + 1);
-    p = q + 1;
-    while (*p && *p != '#') {
+    const char *start = q ? q : hash;
+    EMIT(p, (size_t)(start - p) + 1);
+    p = start + 1;
+    while (*p) {
+        if (*p == '#') {
+            EMIT("#", 1);
+            p++;
+            continue;
+        }
         size_t plen = strcspn(p, "&#");
         const char *eq = memchr(p, '=', plen);
         if (eq && secret_param(p, (size_t)(eq - p)) && eq + 1 < p + plen) {

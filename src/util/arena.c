@@ -15,6 +15,9 @@ struct arena_block {
 
 void *arena_alloc(struct arena *a, size_t size)
 {
+    if (size > SIZE_MAX / 2) {
+        return NULL; /* also keeps the rounding and the block header from wrapping */
+    }
     size = (size + 7) & ~(size_t)7;
     if (!a->head || a->head->size - a->used < size) {
         size_t bs = size > ARENA_BLOCK / 4 ? size : ARENA_BLOCK;

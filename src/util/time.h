@@ -28,7 +28,7 @@ static inline double usec_to_ev(usec_t u)
 
 static inline long usec_to_ms_long(usec_t u)
 {
-    usec_t ms = (u + USEC_PER_MSEC - 1) / USEC_PER_MSEC;
+    usec_t ms = u / USEC_PER_MSEC + (u % USEC_PER_MSEC != 0); /* round up, no overflow */
     return ms > (usec_t)0x7fffffff ? 0x7fffffff : (long)ms;
 }
 

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include <curl/curl.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -249,6 +251,59 @@ void tu_httpd_stop(pid_t pid)
             fprintf(stderr, "test httpd did not stop on SIGTERM\n");
         }
     }
+}
+
+static size_t tu_collect(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct {
+        char *buf;
+        size_t len;
+    } *b = ud;
+    size_t n = size * nmemb;
+    append(&b->buf, &b->len, ptr, n);
+    return n;
+}
+
+long tu_httpd_requests(int port)
+{
+    CURL *c = curl_easy_init();
+    if (!c) {
+        return -1;
+    }
+    struct {
+        char *buf;
+        size_t len;
+    } b = {NULL, 0};
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/__stats", port);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tu_collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    long n = -1;
+    if (curl_easy_perform(c) == CURLE_OK && b.buf) {
+        const char *p = strstr(b.buf, "\"requests\":");
+        if (p) {
+            n = strtol(p + 11, NULL, 10);
+        }
+    }
+    free(b.buf);
+    curl_easy_cleanup(c);
+    return n;
+}
+
+bool tu_httpd_wait_requests(int port, long n, double timeout_s)
+{
+    double t0 = tu_now();
+    while (tu_now() - t0 < timeout_s) {
+        if (tu_httpd_requests(port) >= n) {
+            return true;
+        }
+        usleep(10000);
+    }
+    return false;
 }
 
 char *tu_tmpdir(void)

@@ -28,6 +28,11 @@ const char *tu_fetchd(void);
 /* Starts the test HTTP server on 127.0.0.1:0; returns its pid, stores port. */
 pid_t tu_httpd_start(int *port);
 void tu_httpd_stop(pid_t pid);
+/* Requests the test server has answered or is answering (from /__stats:
+ * "requests"), -1 on error. */
+long tu_httpd_requests(int port);
+/* Waits until the server has seen at least n requests; false on timeout. */
+bool tu_httpd_wait_requests(int port, long n, double timeout_s);
 
 /* A fresh temporary directory (owned string); tu_rmdir removes it. */
 char *tu_tmpdir(void);

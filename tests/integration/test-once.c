@@ -518,16 +518,18 @@ END_TEST
 
 START_TEST(test_daemon_stop_finishes_in_flight)
 {
-    /* daemon mode: the first fetch starts at once and takes 500 ms; SIGTERM
-     * during it lets it finish and deliver its record, then exit 0 */
+    /* daemon mode: the first fetch starts within the first interval (splay
+     * < 100 ms) and takes 500 ms; SIGTERM during it lets it finish and
+     * deliver its record (later runs are skipped while it runs), exit 0 */
     char *text = tu_fmt("{\"endpoints\": {\"slow\": {\"url\": \"http://127.0.0.1:%d/s?delay=500\","
-                        " \"interval\": \"1h\"}}}", port);
+                        " \"interval\": \"100ms\"}}}", port);
     char *path = tu_write(dir, "fetchd.json", text);
     free(text);
     char *outp = tu_fmt("%s/out", dir), *errp = tu_fmt("%s/err", dir);
     const char *argv[] = {tu_fetchd(), "-c", path, NULL};
     pid_t pid = tu_spawn(argv, outp, errp);
-    usleep(200000 * (useconds_t)slack());
+    /* signal only once the server has the request: the fetch is in flight */
+    ck_assert(tu_httpd_wait_requests(port, 1, 30));
     kill(pid, SIGTERM);
     int st = tu_wait(pid, 10 * slack());
     char *out = tu_read(outp), *err = tu_read(errp);
@@ -540,12 +542,13 @@ START_TEST(test_daemon_stop_finishes_in_flight)
     /* a hanging transfer: a second SIGTERM cancels it, still a whole record */
     free(path);
     text = tu_fmt("{\"endpoints\": {\"hang\": {\"url\": \"http://127.0.0.1:%d/s?hang=1\","
-                  " \"interval\": \"1h\"}}}", port);
+                  " \"interval\": \"100ms\"}}}", port);
     path = tu_write(dir, "fetchd.json", text);
     free(text);
     argv[2] = path;
+    long before = tu_httpd_requests(port);
     pid = tu_spawn(argv, outp, errp);
-    usleep(200000 * (useconds_t)slack());
+    ck_assert(tu_httpd_wait_requests(port, before + 1, 30));
     kill(pid, SIGTERM);
     usleep(100000);
     kill(pid, SIGTERM);
