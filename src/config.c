@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -1591,10 +1592,14 @@ int config_load(const char *path, struct config **ret, struct config_errors *err
     }
     if (r < 0) {
         config_free(cfg);
-        return r;
+    } else {
+        *ret = cfg;
     }
-    *ret = cfg;
-    return 0;
+    /* The parse trees are ~8x the size of the text (a 13 MB config with
+     * 100 000 endpoints peaks near 80 MiB) and glibc keeps freed pages
+     * mapped: hand them back, or a daemon carries its load peak forever. */
+    malloc_trim(0);
+    return r;
 }
 
 const struct endpoint_cfg *config_find_endpoint(const struct config *cfg, const char *name)

@@ -82,6 +82,7 @@ struct engine {
     ev_prepare flush;
     ev_check iter_begin;        /* loop instrumentation */
     usec_t iter_started;
+    unsigned started_this_iter; /* transfers started in this loop iteration */
     struct hist busy;           /* time spent per loop iteration, usec */
     struct hist lateness;       /* daemon timers: firing time - due time, usec */
     struct hist start_lateness; /* due time -> transfer handed to curl, usec */
@@ -121,7 +122,11 @@ static void engine_enqueue(struct engine *e, struct ep_state *s, usec_t due)
     }
     e->qtail = s;
     e->queued++;
-    if (!ev_is_active(&e->kick) && e->free_xfers) {
+    if (e->free_xfers && e->started_this_iter < ENGINE_STARTS_PER_TICK) {
+        /* a free slot and budget left in this iteration: start now, saving
+         * the loop iteration a deferred start would cost */
+        engine_start_some(e);
+    } else if (!ev_is_active(&e->kick) && e->free_xfers) {
         ev_timer_set(&e->kick, 0., 0.);
         ev_timer_start(e->loop, &e->kick);
     }
@@ -263,9 +268,8 @@ static void engine_xfer_done(void *userdata, CURL *easy, CURLcode res)
     x->next_free = e->free_xfers;
     e->free_xfers = x;
     e->in_flight--;
-    if (e->qhead && !e->stopping && !ev_is_active(&e->kick)) {
-        ev_timer_set(&e->kick, 0., 0.);
-        ev_timer_start(e->loop, &e->kick);
+    if (e->qhead && !e->stopping) {
+        engine_start_some(e);
     }
     engine_check_done(e);
 }
@@ -287,8 +291,8 @@ static void engine_fail_start(struct engine *e, struct ep_state *s, int err)
 
 static void engine_start_some(struct engine *e)
 {
-    unsigned started = 0;
-    while (!e->stopping && e->free_xfers && e->qhead && started < ENGINE_STARTS_PER_TICK) {
+    while (!e->stopping && e->free_xfers && e->qhead &&
+           e->started_this_iter < ENGINE_STARTS_PER_TICK) {
         struct ep_state *s = engine_dequeue(e);
         struct xfer *x = e->free_xfers;
         e->free_xfers = x->next_free;
@@ -307,12 +311,12 @@ static void engine_start_some(struct engine *e)
         }
         s->in_flight = true;
         e->in_flight++;
-        started++;
+        e->started_this_iter++;
         usec_t now = now_usec(CLOCK_MONOTONIC);
         hist_add(&e->start_lateness, now > s->queued_due ? now - s->queued_due : 0);
     }
-    if (!e->stopping && e->free_xfers && e->qhead) {
-        ev_timer_set(&e->kick, 0., 0.);
+    if (!e->stopping && e->free_xfers && e->qhead && !ev_is_active(&e->kick)) {
+        ev_timer_set(&e->kick, 0., 0.); /* the rest on the next iteration */
         ev_timer_start(e->loop, &e->kick);
     }
     engine_check_done(e);
@@ -346,6 +350,7 @@ static void iter_begin_cb(struct ev_loop *loop, ev_check *w, int revents)
     (void)loop;
     (void)revents;
     e->iter_started = now_usec(CLOCK_MONOTONIC);
+    e->started_this_iter = 0;
 }
 
 /* ---- schedule (daemon mode) --------------------------------------------- */

@@ -319,6 +319,53 @@ START_TEST(test_request_sent)
 }
 END_TEST
 
+START_TEST(test_handle_reuse_resets_request)
+{
+    /* one pooled easy handle serves every endpoint in turn: a POST with a
+     * body, a HEAD and a PUT must leave nothing behind for the GETs */
+    char *cfg = tu_fmt("{\"limits\": {\"max_concurrent\": 1}, \"endpoints\": {"
+                       "\"p\": {\"url\": \"http://127.0.0.1:%d/p?body=echo\", \"method\": \"POST\", \"body\": \"x=1\","
+                       " \"headers\": {\"X-Only-P\": \"1\"}},"
+                       "\"g1\": {\"url\": \"http://127.0.0.1:%d/g1?body=echo\"},"
+                       "\"h\": {\"url\": \"http://127.0.0.1:%d/h\", \"method\": \"HEAD\"},"
+                       "\"g2\": {\"url\": \"http://127.0.0.1:%d/g2?body=echo\"},"
+                       "\"u\": {\"url\": \"http://127.0.0.1:%d/u?body=echo\", \"method\": \"PUT\", \"body\": {\"a\": 1}},"
+                       "\"g3\": {\"url\": \"http://127.0.0.1:%d/g3?body=echo\"},"
+                       "\"gb\": {\"url\": \"http://127.0.0.1:%d/gb?body=echo\", \"body\": \"q\"}}}",
+                       port, port, port, port, port, port, port);
+    struct tu_result res;
+    run_cfg(cfg, NULL, NULL, &res);
+    ck_assert_msg(res.status == 0, "%s", res.err);
+    const char *gets[] = {"g1", "g2", "g3"};
+    for (size_t i = 0; i < 3; i++) {
+        cJSON *r = record_of(res.out, gets[i]);
+        cJSON *d = cJSON_GetObjectItemCaseSensitive(r, "data");
+        ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(d, "method")->valuestring, "GET");
+        ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(d, "body")->valuestring, "");
+        cJSON *h = cJSON_GetObjectItemCaseSensitive(d, "headers");
+        ck_assert_ptr_null(cJSON_GetObjectItem(h, "x-only-p"));
+        ck_assert_ptr_null(cJSON_GetObjectItem(h, "content-type"));
+        cJSON_Delete(r);
+    }
+    cJSON *r = record_of(res.out, "u");
+    cJSON *d = cJSON_GetObjectItemCaseSensitive(r, "data");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(d, "method")->valuestring, "PUT");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(d, "body")->valuestring, "{\"a\":1}");
+    cJSON_Delete(r);
+    r = record_of(res.out, "gb"); /* GET with a body stays a GET */
+    d = cJSON_GetObjectItemCaseSensitive(r, "data");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(d, "method")->valuestring, "GET");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(d, "body")->valuestring, "q");
+    cJSON_Delete(r);
+    r = record_of(res.out, "h");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok")));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r, "data")));
+    cJSON_Delete(r);
+    free(cfg);
+    tu_result_done(&res);
+}
+END_TEST
+
 START_TEST(test_redaction)
 {
     char *cfg = tu_fmt("{\"endpoints\": {\"s\": {\"url\": "
@@ -612,6 +659,7 @@ static Suite *once_suite(void)
     tcase_add_test(tc, test_slow_endpoint_does_not_hold_others);
     tcase_add_test(tc, test_queue_bound);
     tcase_add_test(tc, test_request_sent);
+    tcase_add_test(tc, test_handle_reuse_resets_request);
     tcase_add_test(tc, test_redaction);
     tcase_add_test(tc, test_file_sink);
     tcase_add_test(tc, test_sink_write_error);
