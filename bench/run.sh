@@ -115,7 +115,7 @@ nginx_requests() {
     echo "aiohttp: $($PY -c 'import aiohttp, sys; print(aiohttp.__version__, "on Python", sys.version.split()[0])')"
     echo "node: $(node --version) (global fetch)"
     echo "curl: $(curl --version | head -1)"
-    echo "collectd: $(collectd -h 2>&1 | grep -m1 -o 'collectd [0-9.]*')"
+    echo "collectd: $(dpkg-query -W -f '${Version}' collectd-core) (curl_json plugin)"
     echo "wrk: $(wrk -v 2>&1 | head -1)"
     echo "nginx: $(nginx -v 2>&1)"
     echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -r)"
