@@ -16,6 +16,7 @@ enum {
     OPT_CHECK_CONFIG,
     OPT_LOG_LEVEL,
     OPT_NO_PROGRESS,
+    OPT_LOG_TARGET,
 };
 
 void cli_print_help(const char *argv0)
@@ -29,6 +30,7 @@ void cli_print_help(const char *argv0)
            "  -e, --endpoint NAME   only this endpoint (repeatable)\n"
            "      --check-config    validate the configuration, print a summary, exit\n"
            "      --log-level LEVEL error, warning, notice (default), info or debug\n"
+           "      --log-target T    auto (default: the journal under systemd), journal, stderr\n"
            "      --no-progress     no progress line on a terminal with --once\n"
            "  -h, --help            show this help\n"
            "  -V, --version         show the version\n"
@@ -55,6 +57,7 @@ int cli_parse(int argc, char **argv, struct cli_args *args, char *err, size_t er
         {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+        {"log-target", required_argument, NULL, OPT_LOG_TARGET},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {0},
@@ -62,6 +65,7 @@ int cli_parse(int argc, char **argv, struct cli_args *args, char *err, size_t er
     memset(args, 0, sizeof(*args));
     args->config = FETCHD_DEFAULT_CONFIG;
     args->log_level = LOG_NOTICE;
+    args->log_target = LOG_TARGET_AUTO;
     args->progress = true;
     optind = 1;
     opterr = 0;
@@ -101,6 +105,16 @@ int cli_parse(int argc, char **argv, struct cli_args *args, char *err, size_t er
         case OPT_NO_PROGRESS:
             args->progress = false;
             break;
+        case OPT_LOG_TARGET: {
+            int t = log_parse_target(optarg);
+            if (t < 0) {
+                snprintf(err, errlen, "--log-target: unknown target \"%s\" (use auto, journal or stderr)",
+                         optarg);
+                return -EINVAL;
+            }
+            args->log_target = t;
+            break;
+        }
         case 'h':
             args->help = true;
             break;

@@ -10,6 +10,7 @@ struct cli_args {
     bool check_config;
     bool progress;        /* --no-progress clears it */
     int log_level;        /* syslog priority */
+    int log_target;       /* enum log_target */
     const char **only;    /* owned array (strings borrowed from argv) */
     size_t n_only;
     bool help;

@@ -53,6 +53,9 @@ enum ep_key {
     EK_FOLLOW_REDIRECTS,
     EK_MAX_REDIRECTS,
     EK_ENABLED,
+    EK_JITTER,
+    EK_ALIGN,
+    EK_OFFSET,
     _EK_MAX,
 };
 
@@ -72,6 +75,9 @@ static const char *const ep_keys[_EK_MAX] = {
     [EK_FOLLOW_REDIRECTS] = "follow_redirects",
     [EK_MAX_REDIRECTS] = "max_redirects",
     [EK_ENABLED] = "enabled",
+    [EK_JITTER] = "jitter",
+    [EK_ALIGN] = "align",
+    [EK_OFFSET] = "offset",
 };
 
 enum limit_key {
@@ -1386,11 +1392,39 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
         case EK_ENABLED:
             get_bool(L, s, kp, &ep->enabled);
             break;
+        case EK_JITTER:
+            get_duration(L, s, kp, 0, 86400 * USEC_PER_SEC, &ep->jitter);
+            break;
+        case EK_ALIGN:
+            get_bool(L, s, kp, &ep->align);
+            break;
+        case EK_OFFSET:
+            get_duration(L, s, kp, 0, 30 * 86400 * USEC_PER_SEC, &ep->offset);
+            break;
         case EK_HEADERS:
         case _EK_MAX:
             break;
         }
         L->mute = was_mute;
+    }
+    /* checks across keys, reported at the key that has to change */
+    if (ep->jitter && ep->jitter > ep->interval / 2) {
+        struct src js = pick(own, L, EK_JITTER);
+        char a[32], b[32];
+        _cleanup_free_ char *jp = mkpath("endpoints", nm->name, "jitter");
+        lerr(L, js, false, jp,
+             "%s is more than half of the interval (%s) for endpoint \"%s\"; use at most %s",
+             units_format_duration(ep->jitter, a, sizeof(a)),
+             units_format_duration(ep->interval, b, sizeof(b)), nm->name,
+             units_format_duration(ep->interval / 2, b, sizeof(b)));
+    }
+    if (ep->offset && (!ep->align || ep->offset >= ep->interval)) {
+        struct src os = pick(own, L, EK_OFFSET);
+        _cleanup_free_ char *op = mkpath("endpoints", nm->name, "offset");
+        lerr(L, os, false, op,
+             "\"offset\" needs \"align\": true and must be smaller than the interval "
+             "(endpoint \"%s\")",
+             nm->name);
     }
     if (!own[EK_URL].node) {
         lerr(L, nm->src, false, path,
@@ -1605,6 +1639,58 @@ int config_load(const char *path, struct config **ret, struct config_errors *err
 const struct endpoint_cfg *config_find_endpoint(const struct config *cfg, const char *name)
 {
     return strmap_get(&cfg->by_name, name);
+}
+
+int config_sink_index(const struct config *cfg, const char *name)
+{
+    return sink_index(cfg, name);
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+bool config_endpoint_equal(const struct config *ca, const struct endpoint_cfg *a,
+                           const struct config *cb, const struct endpoint_cfg *b)
+{
+    if (!str_eq(a->name, b->name) || !str_eq(a->url, b->url) || !str_eq(a->method, b->method) ||
+        a->n_headers != b->n_headers || a->body_len != b->body_len ||
+        (a->body_len && memcmp(a->body, b->body, a->body_len) != 0) ||
+        a->interval != b->interval || a->timeout != b->timeout ||
+        a->connect_timeout != b->connect_timeout || a->low_speed_time != b->low_speed_time ||
+        a->low_speed_limit != b->low_speed_limit || a->max_body_size != b->max_body_size ||
+        !str_eq(a->select ? a->select->src : NULL, b->select ? b->select->src : NULL) ||
+        a->n_sinks != b->n_sinks || a->max_redirects != b->max_redirects ||
+        a->follow_redirects != b->follow_redirects || a->enabled != b->enabled ||
+        a->jitter != b->jitter || a->align != b->align || a->offset != b->offset) {
+        return false;
+    }
+    for (size_t i = 0; i < a->n_headers; i++) {
+        if (strcmp(a->headers[i], b->headers[i]) != 0) {
+            return false;
+        }
+    }
+    for (uint32_t i = 0; i < a->n_sinks; i++) {
+        if (strcmp(ca->sinks[a->sinks[i]].name, cb->sinks[b->sinks[i]].name) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool config_sink_equal(const struct sink_cfg *a, const struct sink_cfg *b)
+{
+    if (a->type != b->type || !str_eq(a->name, b->name)) {
+        return false;
+    }
+    for (size_t k = 0; a->type->options[k].key; k++) {
+        const struct opt_value *x = &a->values[k], *y = &b->values[k];
+        if (x->set != y->set || x->u != y->u || x->b != y->b || !str_eq(x->s, y->s)) {
+            return false;
+        }
+    }
+    return true;
 }
 
 void config_print_summary(const struct config *cfg, FILE *f)

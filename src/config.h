@@ -46,6 +46,9 @@ struct endpoint_cfg {
     uint32_t max_redirects;
     bool follow_redirects;
     bool enabled;
+    usec_t jitter;            /* each run moves by a uniform offset in [-jitter, +jitter] */
+    bool align;               /* runs at wall-clock multiples of interval (+ offset) */
+    usec_t offset;            /* with align: shift from the multiple */
 };
 
 struct limits {
@@ -81,5 +84,13 @@ struct config *config_free(struct config *cfg);
 void config_errors_done(struct config_errors *errs);
 
 const struct endpoint_cfg *config_find_endpoint(const struct config *cfg, const char *name);
+/* True if two endpoints (of possibly different configs) fetch and route the
+ * same way: a reload keeps such an endpoint's schedule and state. */
+bool config_endpoint_equal(const struct config *ca, const struct endpoint_cfg *a,
+                           const struct config *cb, const struct endpoint_cfg *b);
+/* True if two sink definitions are the same (a reload keeps the instance). */
+bool config_sink_equal(const struct sink_cfg *a, const struct sink_cfg *b);
+/* Index of the sink named name in cfg->sinks, or -1. */
+int config_sink_index(const struct config *cfg, const char *name);
 /* Writes the --check-config summary (one screen) to f. */
 void config_print_summary(const struct config *cfg, FILE *f);

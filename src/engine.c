@@ -1,4 +1,5 @@
-/* engine.c - scheduling, the transfer queue and pool, completion handling.
+/* engine.c - schedules, the transfer queue and pool, completion handling,
+ * reload, stop, and the systemd lifecycle.
  *
  * Memory model: an idle configured endpoint costs one struct ep_state (an
  * ev_timer plus counters); easy handles live in a pool of limits.max_concurrent
@@ -6,8 +7,14 @@
  * FIFO queue (intrusive, so queueing never allocates) until a pool entry is
  * free.
  *
+ * Generations: a loaded config and its endpoint states form a generation.
+ * Reload builds a new one next to the current one, carries the state of
+ * endpoints that still exist over, and retires the old generation; a retired
+ * generation lives until the last transfer that belongs to it has completed
+ * and delivered its record, so removed endpoints finish their fetch.
+ *
  * Start bursts: at most ENGINE_STARTS_PER_TICK transfers are added to curl
- * per loop iteration (a 0 s "kick" timer re-arms itself while work remains),
+ * per loop iteration (a 0 s "kick" timer continues on the next iteration),
  * so 1000 endpoints due at once do not stall the loop for tens of
  * milliseconds (reliability.md a.7 measured 55 ms unspread).
  *
@@ -22,6 +29,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -30,6 +38,7 @@
 #include "hist.h"
 #include "http.h"
 #include "log.h"
+#include "notify.h"
 #include "record.h"
 #include "sink.h"
 #include "units.h"
@@ -43,74 +52,104 @@
  * 256 per iteration kept the loop busy 31 ms, 64 about 10 ms, 16 about
  * 2.5 ms, with the same total time. */
 #define ENGINE_STARTS_PER_TICK 16
-#define ENGINE_LOG_WINDOW (10 * USEC_PER_SEC)
-#define ENGINE_LOG_BURST 20
+#define ENGINE_REMINDER_FIRST (60 * USEC_PER_SEC)
+#define ENGINE_REMINDER_MAX (3600 * USEC_PER_SEC)
+#define ENGINE_RING 60 /* seconds of fetch/error counts for STATUS */
+
+struct gen;
 
 struct ep_state {
-    const struct endpoint_cfg *cfg; /* borrowed from e->cfg */
+    const struct endpoint_cfg *cfg; /* borrowed from gen->cfg */
     struct engine *engine;
+    struct gen *gen;
     ev_timer timer;                 /* daemon mode schedule */
     struct ep_state *qnext;         /* FIFO of due endpoints */
+    struct xfer *xfer;              /* the transfer in flight, or NULL */
     bool queued;
-    bool in_flight;
     bool selected;
     enum record_error last_error;
-    usec_t due;                     /* CLOCK_MONOTONIC of the next scheduled run */
+    usec_t base;                    /* CLOCK_MONOTONIC schedule point, before jitter */
+    usec_t due;                     /* the next run: base + jitter */
     usec_t queued_due;              /* the due time of the run now queued */
     uint32_t consecutive_failures;
+    usec_t down_since;              /* CLOCK_REALTIME of the first failure in a row */
+    usec_t next_reminder;           /* CLOCK_MONOTONIC of the next "still failing" */
+    usec_t reminder_step;
+    uint64_t failed_since_reminder;
     uint64_t fetches;
     uint64_t failures;
     uint64_t skipped;
 };
 
+struct gen {
+    struct config *cfg;  /* owned */
+    struct ep_state *eps; /* owned, parallel to cfg->endpoints */
+    size_t n_eps;
+    unsigned refs;       /* transfers in flight whose endpoint lives here */
+    struct gen *next;    /* retired list */
+};
+
 struct engine {
     struct ev_loop *loop;       /* the default loop (signals) */
-    struct config *cfg;         /* owned */
+    struct gen *cur;            /* owned */
+    struct gen *retired;        /* owned list */
     struct engine_options opt;
     struct http http;
     bool http_ready;
-    struct sinkset sinks;
-    struct ep_state *eps;       /* owned, parallel to cfg->endpoints */
-    size_t n_eps;
+    struct sinkset sinks;       /* parallel to cur->cfg->sinks */
     struct ep_state *qhead, *qtail;
     size_t queued;
-    struct xfer *pool;          /* owned, limits.max_concurrent entries */
+    struct xfer *pool;          /* owned, limits.max_concurrent entries of the first config */
     size_t pool_n;
     struct xfer *free_xfers;
     unsigned in_flight;
     ev_timer kick;
     ev_prepare flush;
     ev_check iter_begin;        /* loop instrumentation */
+    ev_timer grace;
+    ev_timer progress;
+    ev_timer status_timer;
+    ev_timer watchdog;
+    ev_signal sigterm, sigint, sighup;
+    bool stopping;
     usec_t iter_started;
-    unsigned started_this_iter; /* transfers started in this loop iteration */
+    unsigned started_this_iter;
     struct hist busy;           /* time spent per loop iteration, usec */
     struct hist lateness;       /* daemon timers: firing time - due time, usec */
     struct hist start_lateness; /* due time -> transfer handed to curl, usec */
-    ev_timer grace;
-    ev_timer progress;
-    ev_signal sigterm, sigint;
-    bool stopping;
-    bool aborting;
-    int signals;
     struct buf line;            /* serialised record scratch */
     struct buf data;            /* minified document scratch */
     char user_agent[64];
     struct engine_stats st;
     usec_t started;
-    /* failure log limiter */
-    usec_t log_window_start;
-    unsigned log_count;
-    uint64_t log_suppressed;
+    uint64_t rng;
+    uint32_t ring_fetches[ENGINE_RING];
+    uint32_t ring_errors[ENGINE_RING];
+    uint64_t ring_sec;
+    char status[512];
+    char reload_error[300];
     bool progress_shown;
 };
 
 static struct engine *progress_engine; /* for the log hook */
 
 static void engine_start_some(struct engine *e);
+static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void engine_enqueue(struct engine *e, struct ep_state *s, usec_t due)
+static uint64_t engine_random(struct engine *e)
+{
+    /* xorshift64*: plenty for jitter */
+    uint64_t x = e->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    e->rng = x;
+    return x * UINT64_C(2685821657736338717);
+}
+
+static void engine_enqueue(struct engine *e, struct ep_state *s, usec_t due, bool start)
 {
     s->queued = true;
     s->queued_due = due;
@@ -122,9 +161,11 @@ static void engine_enqueue(struct engine *e, struct ep_state *s, usec_t due)
     }
     e->qtail = s;
     e->queued++;
+    if (!start) {
+        return;
+    }
     if (e->free_xfers && e->started_this_iter < ENGINE_STARTS_PER_TICK) {
-        /* a free slot and budget left in this iteration: start now, saving
-         * the loop iteration a deferred start would cost */
+        /* a free slot and budget left in this iteration: start now */
         engine_start_some(e);
     } else if (!ev_is_active(&e->kick) && e->free_xfers) {
         ev_timer_set(&e->kick, 0., 0.);
@@ -160,27 +201,74 @@ static void engine_check_done(struct engine *e)
     }
 }
 
-/* Rate-limited per-failure warning (collectd's c_complain idea, simplified):
- * at most ENGINE_LOG_BURST lines per window, then one summary. */
-static void engine_log_failure(struct engine *e, const struct record *r)
+/* 60 one-second buckets of fetches and errors, for "last 60s" in STATUS. */
+static void ring_advance(struct engine *e)
 {
-    usec_t now = now_usec(CLOCK_MONOTONIC);
-    if (now - e->log_window_start >= ENGINE_LOG_WINDOW) {
-        if (e->log_suppressed) {
-            log_warning("%llu more fetch failures were not logged individually",
-                        (unsigned long long)e->log_suppressed);
+    uint64_t sec = now_usec(CLOCK_MONOTONIC) / USEC_PER_SEC;
+    if (e->ring_sec == 0) {
+        e->ring_sec = sec;
+    }
+    for (uint64_t s = e->ring_sec + 1; s <= sec && s <= e->ring_sec + ENGINE_RING; s++) {
+        e->ring_fetches[s % ENGINE_RING] = 0;
+        e->ring_errors[s % ENGINE_RING] = 0;
+    }
+    e->ring_sec = sec;
+}
+
+/* ---- the status line (STATUS=, systemctl status) ----------------------- */
+
+static void engine_status_line(struct engine *e, char *buf, size_t len)
+{
+    size_t n = 0, failing = 0;
+    for (size_t i = 0; i < e->cur->n_eps; i++) {
+        const struct ep_state *s = &e->cur->eps[i];
+        if (s->selected) {
+            n++;
+            failing += s->consecutive_failures > 0;
         }
-        e->log_window_start = now;
-        e->log_count = 0;
-        e->log_suppressed = 0;
     }
-    if (e->log_count >= ENGINE_LOG_BURST) {
-        e->log_suppressed++;
-        return;
+    ring_advance(e);
+    uint64_t f = 0, err = 0;
+    for (int i = 0; i < ENGINE_RING; i++) {
+        f += e->ring_fetches[i];
+        err += e->ring_errors[i];
     }
-    e->log_count++;
-    log_endpoint(LOG_WARNING, r->endpoint, "fetch failed: %s: %s", record_error_kind(r->error),
-                 r->message ? r->message : "");
+    int off = 0;
+    if (e->reload_error[0]) {
+        off = snprintf(buf, len, "reload failed: %s; ", e->reload_error);
+        if (off < 0 || (size_t)off >= len) {
+            off = 0;
+        }
+    }
+    snprintf(buf + off, len - (size_t)off,
+             "%zu endpoints: %zu ok, %zu failing; last 60s: %llu fetches, %llu errors; in flight "
+             "%u; sink drops %llu",
+             n, n - failing, failing, (unsigned long long)f, (unsigned long long)err, e->in_flight,
+             (unsigned long long)sinkset_dropped(&e->sinks));
+}
+
+static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct engine *e = w->data;
+    char line[sizeof(e->status)];
+    (void)loop;
+    (void)revents;
+    engine_status_line(e, line, sizeof(line));
+    if (strcmp(line, e->status) != 0) {
+        memcpy(e->status, line, sizeof(line));
+        notify_status(e->status);
+    }
+    log_tick(false);
+}
+
+/* The watchdog ping comes from the loop itself: a stuck loop stops pinging
+ * and systemd restarts the service. */
+static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    notify_watchdog();
 }
 
 /* ---- progress line (--once on a terminal) -------------------------------- */
@@ -216,7 +304,30 @@ static void progress_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- completion --------------------------------------------------------- */
 
-static void engine_emit(struct engine *e, struct ep_state *s, const struct record *rec)
+/* Hands a serialised record to the endpoint's sinks. A record of an
+ * endpoint from a retired generation goes to the current sinks of the same
+ * names; a sink that no longer exists counts it as lost. */
+static void engine_dispatch(struct engine *e, struct gen *g, const struct endpoint_cfg *ep,
+                            const char *line, size_t len)
+{
+    if (g == e->cur) {
+        sinkset_dispatch(&e->sinks, ep, line, len);
+        return;
+    }
+    for (uint32_t j = 0; j < ep->n_sinks; j++) {
+        const char *name = g->cfg->sinks[ep->sinks[j]].name;
+        int i = config_sink_index(e->cur->cfg, name);
+        if (i < 0 || sinkset_write(&e->sinks, (size_t)i, line, len) == -ENOENT) {
+            e->st.records_lost++;
+            log_sink(LOG_WARNING, name,
+                     "removed by a reload while endpoint '%s' was fetching: its record is lost",
+                     ep->name);
+        }
+    }
+}
+
+static void engine_emit(struct engine *e, struct gen *g, struct ep_state *s,
+                        const struct record *rec)
 {
     buf_reset(&e->line);
     if (record_serialize(rec, &e->line) < 0) {
@@ -224,28 +335,111 @@ static void engine_emit(struct engine *e, struct ep_state *s, const struct recor
         e->st.records_lost++;
         return;
     }
-    sinkset_dispatch(&e->sinks, s->cfg, e->line.data, e->line.len);
+    engine_dispatch(e, g, s->cfg, e->line.data, e->line.len);
     buf_shrink(&e->line, 1024 * 1024);
 }
 
+/* Counts a completed fetch and logs state transitions: the first failure
+ * ("down", warning), "still failing" reminders at growing intervals (1 min,
+ * 2, 4, ... up to 1 h), and recovery (notice). Individual failures in
+ * between are info-level, so a failing endpoint never floods the journal. */
 static void engine_account(struct engine *e, struct ep_state *s, const struct record *rec)
 {
+    usec_t now = now_usec(CLOCK_MONOTONIC);
+    ring_advance(e);
+    e->ring_fetches[e->ring_sec % ENGINE_RING]++;
     e->st.fetches++;
     s->fetches++;
     s->last_error = rec->error;
+    struct log_fields lf = LOG_FIELDS_INIT;
+    lf.endpoint = rec->endpoint;
+    lf.url = rec->url;
+    lf.http_status = rec->http_status;
+    lf.duration_us = (int64_t)rec->duration;
+    lf.bytes = (int64_t)rec->bytes;
     if (rec->error == REC_OK) {
         e->st.ok++;
         if (s->consecutive_failures) {
-            log_endpoint(LOG_NOTICE, rec->endpoint, "recovered after %u failed fetch%s",
-                         s->consecutive_failures, s->consecutive_failures == 1 ? "" : "es");
+            char since[32];
+            time_format_rfc3339_ms(s->down_since, since);
+            lf.event = LOG_EV_ENDPOINT_RECOVERED;
+            log_full(LOG_NOTICE, &lf, "recovered after %u failed fetch%s (down since %s)",
+                     s->consecutive_failures, s->consecutive_failures == 1 ? "" : "es", since);
         }
         s->consecutive_failures = 0;
-    } else {
-        e->st.failed++;
-        s->failures++;
-        s->consecutive_failures++;
-        engine_log_failure(e, rec);
+        return;
     }
+    e->ring_errors[e->ring_sec % ENGINE_RING]++;
+    e->st.failed++;
+    s->failures++;
+    s->consecutive_failures++;
+    lf.error_kind = record_error_kind(rec->error);
+    lf.curl_code = rec->curl_code;
+    if (s->consecutive_failures == 1) {
+        s->down_since = rec->fetched_at;
+        s->reminder_step = ENGINE_REMINDER_FIRST;
+        s->next_reminder = now + s->reminder_step;
+        s->failed_since_reminder = 0;
+        lf.event = LOG_EV_ENDPOINT_DOWN;
+        log_full(LOG_WARNING, &lf, "fetch failed: %s: %s", lf.error_kind,
+                 rec->message ? rec->message : "");
+        return;
+    }
+    s->failed_since_reminder++;
+    if (now >= s->next_reminder) {
+        char since[32];
+        time_format_rfc3339_ms(s->down_since, since);
+        lf.event = LOG_EV_ENDPOINT_STILL_FAILING;
+        log_full(LOG_WARNING, &lf, "still failing since %s (%u failed fetches in a row, %llu "
+                 "not logged); last: %s: %s",
+                 since, s->consecutive_failures, (unsigned long long)s->failed_since_reminder,
+                 lf.error_kind, rec->message ? rec->message : "");
+        s->failed_since_reminder = 0;
+        s->reminder_step = s->reminder_step * 2 > ENGINE_REMINDER_MAX ? ENGINE_REMINDER_MAX
+                                                                       : s->reminder_step * 2;
+        s->next_reminder = now + s->reminder_step;
+        return;
+    }
+    lf.event = LOG_EV_FETCH_FAILED;
+    log_full(LOG_INFO, &lf, "fetch failed: %s: %s", lf.error_kind, rec->message ? rec->message : "");
+}
+
+static void gen_free(struct gen *g)
+{
+    if (!g) {
+        return;
+    }
+    free(g->eps);
+    config_free(g->cfg);
+    free(g);
+}
+
+/* Drops a transfer's reference to its generation; frees a retired one that
+ * is no longer needed. */
+static void engine_gen_unref(struct engine *e, struct gen *g)
+{
+    if (--g->refs > 0 || g == e->cur) {
+        return;
+    }
+    for (struct gen **p = &e->retired; *p; p = &(*p)->next) {
+        if (*p == g) {
+            *p = g->next;
+            gen_free(g);
+            return;
+        }
+    }
+}
+
+static void engine_release_xfer(struct engine *e, struct xfer *x)
+{
+    struct ep_state *s = x->owner;
+    struct gen *g = x->gen;
+    s->xfer = NULL;
+    xfer_release(x);
+    x->next_free = e->free_xfers;
+    e->free_xfers = x;
+    e->in_flight--;
+    engine_gen_unref(e, g);
 }
 
 /* http_done_fn: a transfer finished (easy already removed from multi). */
@@ -260,14 +454,9 @@ static void engine_xfer_done(void *userdata, CURL *easy, CURLcode res)
 
     xfer_result(x, res, &rec, &e->data, msg, sizeof(msg));
     engine_account(e, s, &rec);
-    engine_emit(e, s, &rec);
+    engine_emit(e, x->gen, s, &rec);
     buf_shrink(&e->data, 1024 * 1024);
-
-    s->in_flight = false;
-    xfer_release(x);
-    x->next_free = e->free_xfers;
-    e->free_xfers = x;
-    e->in_flight--;
+    engine_release_xfer(e, x);
     if (e->qhead && !e->stopping) {
         engine_start_some(e);
     }
@@ -286,7 +475,7 @@ static void engine_fail_start(struct engine *e, struct ep_state *s, int err)
                                   : "could not start the transfer",
     };
     engine_account(e, s, &rec);
-    engine_emit(e, s, &rec);
+    engine_emit(e, s->gen, s, &rec);
 }
 
 static void engine_start_some(struct engine *e)
@@ -300,6 +489,7 @@ static void engine_start_some(struct engine *e)
         int r = xfer_setup(x, s->cfg, e->user_agent);
         if (r == 0) {
             x->owner = s;
+            x->gen = s->gen;
             r = http_add(&e->http, x->easy);
         }
         if (r < 0) {
@@ -309,7 +499,8 @@ static void engine_start_some(struct engine *e)
             engine_fail_start(e, s, r);
             continue;
         }
-        s->in_flight = true;
+        s->xfer = x;
+        s->gen->refs++;
         e->in_flight++;
         e->started_this_iter++;
         usec_t now = now_usec(CLOCK_MONOTONIC);
@@ -355,6 +546,56 @@ static void iter_begin_cb(struct ev_loop *loop, ev_check *w, int revents)
 
 /* ---- schedule (daemon mode) --------------------------------------------- */
 
+/* The first run's offset within the interval: a hash of the endpoint name,
+ * so it is the same on every start and on every machine. */
+static usec_t engine_splay(const char *name, usec_t interval)
+{
+    uint64_t h = strmap_hash(name);
+    h ^= h >> 33; /* FNV-1a's low bits are weak for similar names: mix */
+    h *= UINT64_C(0xff51afd7ed558ccd);
+    h ^= h >> 33;
+    return interval ? h % interval : 0;
+}
+
+/* Arms the endpoint's timer for base plus a symmetric jitter: the mean
+ * interval stays the interval (a one-sided jitter would lengthen it). */
+static void ep_arm(struct engine *e, struct ep_state *s, usec_t base, usec_t now)
+{
+    usec_t j = s->cfg->jitter;
+    s->base = base;
+    s->due = base;
+    if (j) {
+        uint64_t r = engine_random(e) % (2 * j + 1);
+        s->due = r >= j ? base + (r - j) : (base > j - r ? base - (j - r) : 0);
+    }
+    if (s->due < now) {
+        s->due = now;
+    }
+    ev_timer_stop(e->loop, &s->timer);
+    ev_timer_set(&s->timer, usec_to_ev(s->due - now), 0.);
+    ev_timer_start(e->loop, &s->timer);
+}
+
+/* First run: at a wall-clock multiple of the interval (+ offset) with
+ * align, else at the deterministic splay. From then on the schedule runs
+ * on the monotonic clock: wall-clock jumps do not change the cadence. */
+static void ep_schedule_first(struct engine *e, struct ep_state *s, usec_t now)
+{
+    usec_t iv = s->cfg->interval;
+    usec_t first;
+    if (s->cfg->align) {
+        usec_t wall = now_usec(CLOCK_REALTIME);
+        usec_t k = (wall >= s->cfg->offset ? (wall - s->cfg->offset) / iv : 0) + 1;
+        usec_t next = k * iv + s->cfg->offset;
+        first = now + (next > wall ? next - wall : 0);
+    } else {
+        first = now + engine_splay(s->cfg->name, iv);
+    }
+    ev_timer_init(&s->timer, ep_timer_cb, 0., 0.);
+    s->timer.data = s;
+    ep_arm(e, s, first, now);
+}
+
 static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct ep_state *s = w->data;
@@ -367,31 +608,207 @@ static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     usec_t now = now_usec(CLOCK_MONOTONIC);
     usec_t due = s->due;
     hist_add(&e->lateness, now > due ? now - due : 0);
-    /* libev schedules a repeating timer at due + interval, or now if that
-     * has passed (after a stop or suspend: one catch-up run, not a burst) */
-    s->due += s->cfg->interval;
-    if (s->due < now) {
-        s->due = now;
-    }
-    if (s->in_flight || s->queued) {
-        /* never two fetches of one endpoint at once: skip this tick */
+    /* Next run: the next point of the grid after now. After a SIGSTOP or a
+     * suspend this run is the one catch-up, not a burst of missed ticks. */
+    usec_t iv = s->cfg->interval;
+    usec_t k = now > s->base ? (now - s->base) / iv + 1 : 1;
+    ep_arm(e, s, s->base + k * iv, now);
+    if (s->xfer || s->queued) {
+        /* never two fetches of one endpoint at once: skip this run */
         s->skipped++;
         e->st.skipped++;
         log_endpoint(LOG_DEBUG, s->cfg->name, "previous fetch still running, skipping this run");
         return;
     }
-    engine_enqueue(e, s, due);
+    engine_enqueue(e, s, due, true);
 }
 
-/* The first run's offset within the interval: a hash of the endpoint name,
- * so it is the same on every start and on every machine. */
-static usec_t engine_splay(const char *name, usec_t interval)
+/* ---- generations and reload --------------------------------------------- */
+
+static struct gen *gen_new(struct engine *e, struct config *cfg)
 {
-    uint64_t h = strmap_hash(name);
-    h ^= h >> 33; /* FNV-1a's low bits are weak for similar names: mix */
-    h *= UINT64_C(0xff51afd7ed558ccd);
-    h ^= h >> 33;
-    return interval ? h % interval : 0;
+    struct gen *g = calloc(1, sizeof(*g));
+    if (!g) {
+        config_free(cfg);
+        return NULL;
+    }
+    g->cfg = cfg;
+    g->n_eps = cfg->n_endpoints;
+    g->eps = calloc(g->n_eps ? g->n_eps : 1, sizeof(*g->eps));
+    if (!g->eps) {
+        gen_free(g);
+        return NULL;
+    }
+    for (size_t i = 0; i < g->n_eps; i++) {
+        struct ep_state *s = &g->eps[i];
+        s->cfg = &cfg->endpoints[i];
+        s->engine = e;
+        s->gen = g;
+        s->selected = e->opt.n_only == 0 && s->cfg->enabled;
+        ev_timer_init(&s->timer, ep_timer_cb, 0., 0.);
+        s->timer.data = s;
+    }
+    for (size_t i = 0; i < e->opt.n_only; i++) {
+        const struct endpoint_cfg *ep = config_find_endpoint(cfg, e->opt.only[i]);
+        if (ep) {
+            g->eps[ep - cfg->endpoints].selected = true;
+        }
+    }
+    /* only the sinks of selected endpoints are opened */
+    for (size_t i = 0; i < cfg->n_sinks; i++) {
+        cfg->sinks[i].used = false;
+    }
+    for (size_t i = 0; i < g->n_eps; i++) {
+        if (g->eps[i].selected) {
+            for (uint32_t j = 0; j < g->eps[i].cfg->n_sinks; j++) {
+                cfg->sinks[g->eps[i].cfg->sinks[j]].used = true;
+            }
+        }
+    }
+    return g;
+}
+
+static void engine_reload_failed(struct engine *e, const char *why)
+{
+    snprintf(e->reload_error, sizeof(e->reload_error), "%s", why);
+    struct log_fields lf = LOG_FIELDS_INIT;
+    lf.event = LOG_EV_RELOAD_FAILED;
+    log_full(LOG_ERR, &lf, "reload failed, keeping the running configuration: %s", why);
+}
+
+/* SIGHUP: read and validate the whole new config; on any error keep the
+ * running one. On success swap: unchanged endpoints keep their schedule
+ * phase and state, changed ones are rescheduled (their failure state is
+ * kept), removed ones finish their fetch in flight, new ones start at their
+ * splay. Sinks with an unchanged definition keep their instance and files
+ * are reopened by path (logrotate's "create" mode). READY=1 on every path. */
+static void engine_reload(struct engine *e)
+{
+    notify_reloading();
+    struct config *ncfg = NULL;
+    struct config_errors errs = {0};
+    const char *path = e->cur->cfg->path;
+    log_notice("reloading the configuration from %s", path);
+    int r = config_load(path, &ncfg, &errs);
+    if (r < 0) {
+        for (size_t i = 0; i < errs.n; i++) {
+            struct log_fields lf = LOG_FIELDS_INIT;
+            lf.event = LOG_EV_RELOAD_FAILED;
+            log_full(LOG_ERR, &lf, "%s", errs.msgs[i]);
+        }
+        engine_reload_failed(e, errs.n ? errs.msgs[0] : strerror(-r));
+        config_errors_done(&errs);
+        goto out;
+    }
+    struct gen *ng = gen_new(e, ncfg);
+    if (!ng) {
+        engine_reload_failed(e, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < e->opt.n_only; i++) {
+        if (!config_find_endpoint(ncfg, e->opt.only[i])) {
+            log_warning("--endpoint '%s' is no longer in the configuration", e->opt.only[i]);
+        }
+    }
+    struct sinkset nsinks = {0};
+    r = sinkset_reopen(&nsinks, ncfg, &e->sinks, e->cur->cfg, e->loop);
+    if (r < 0) {
+        engine_reload_failed(e, "a sink could not be opened (see the previous message)");
+        gen_free(ng);
+        goto out;
+    }
+    e->sinks = nsinks;
+
+    struct gen *old = e->cur;
+    usec_t now = now_usec(CLOCK_MONOTONIC);
+    unsigned added = 0, changed = 0, kept = 0, removed = 0;
+    for (size_t i = 0; i < ng->n_eps; i++) {
+        struct ep_state *ns = &ng->eps[i];
+        if (!ns->selected) {
+            continue;
+        }
+        const struct endpoint_cfg *oep = config_find_endpoint(old->cfg, ns->cfg->name);
+        struct ep_state *os = oep ? &old->eps[oep - old->cfg->endpoints] : NULL;
+        if (!os || !os->selected) {
+            added++;
+            ep_schedule_first(e, ns, now);
+            continue;
+        }
+        ns->consecutive_failures = os->consecutive_failures;
+        ns->down_since = os->down_since;
+        ns->next_reminder = os->next_reminder;
+        ns->reminder_step = os->reminder_step;
+        ns->failed_since_reminder = os->failed_since_reminder;
+        ns->fetches = os->fetches;
+        ns->failures = os->failures;
+        ns->skipped = os->skipped;
+        ns->last_error = os->last_error;
+        if (os->xfer) {
+            /* the transfer completes for the new state; its endpoint
+             * definition stays in the old generation until then */
+            ns->xfer = os->xfer;
+            ns->xfer->owner = ns;
+            os->xfer = NULL;
+        }
+        if (config_endpoint_equal(old->cfg, os->cfg, ng->cfg, ns->cfg)) {
+            kept++;
+            ns->base = os->base;
+            ns->due = os->due;
+            ev_timer_set(&ns->timer, usec_to_ev(ns->due > now ? ns->due - now : 0), 0.);
+            ev_timer_start(e->loop, &ns->timer);
+        } else {
+            changed++;
+            ep_schedule_first(e, ns, now);
+        }
+    }
+    for (size_t i = 0; i < old->n_eps; i++) {
+        struct ep_state *os = &old->eps[i];
+        ev_timer_stop(e->loop, &os->timer);
+        if (os->selected && (!config_find_endpoint(ng->cfg, os->cfg->name) ||
+                             !ng->eps[config_find_endpoint(ng->cfg, os->cfg->name) -
+                                      ng->cfg->endpoints].selected)) {
+            removed++;
+        }
+    }
+    /* the queue: keep the order, move waiting runs to the new states */
+    struct ep_state *q = e->qhead;
+    e->qhead = e->qtail = NULL;
+    e->queued = 0;
+    while (q) {
+        struct ep_state *next = q->qnext;
+        q->queued = false;
+        q->qnext = NULL;
+        const struct endpoint_cfg *nep = config_find_endpoint(ng->cfg, q->cfg->name);
+        struct ep_state *ns = nep ? &ng->eps[nep - ng->cfg->endpoints] : NULL;
+        if (ns && ns->selected && !ns->xfer && !ns->queued) {
+            engine_enqueue(e, ns, q->queued_due, false);
+        }
+        q = next;
+    }
+    e->cur = ng;
+    if (old->refs > 0) {
+        old->next = e->retired;
+        e->retired = old;
+    } else {
+        gen_free(old);
+    }
+    e->reload_error[0] = '\0';
+    e->st.selected = 0;
+    for (size_t i = 0; i < ng->n_eps; i++) {
+        e->st.selected += ng->eps[i].selected;
+    }
+    struct log_fields lf = LOG_FIELDS_INIT;
+    lf.event = LOG_EV_RELOADED;
+    log_full(LOG_NOTICE, &lf,
+             "configuration reloaded: %llu endpoints (%u unchanged, %u changed, %u added, %u "
+             "removed)",
+             (unsigned long long)e->st.selected, kept, changed, added, removed);
+    if (e->qhead && e->free_xfers) {
+        engine_start_some(e);
+    }
+out:
+    engine_status_line(e, e->status, sizeof(e->status));
+    notify_ready(e->status);
 }
 
 /* ---- stop --------------------------------------------------------------- */
@@ -415,12 +832,8 @@ static void engine_abort_in_flight(struct engine *e)
         rec.excerpt = NULL;
         snprintf(msg, sizeof(msg), "fetchd was stopped before the transfer completed");
         engine_account(e, s, &rec);
-        engine_emit(e, s, &rec);
-        s->in_flight = false;
-        xfer_release(x);
-        x->next_free = e->free_xfers;
-        e->free_xfers = x;
-        e->in_flight--;
+        engine_emit(e, x->gen, s, &rec);
+        engine_release_xfer(e, x);
     }
 }
 
@@ -440,23 +853,40 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct engine *e = w->data;
     (void)revents;
-    e->signals++;
+    if (w->signum == SIGHUP) {
+        if (e->opt.once) {
+            log_notice("SIGHUP ignored with --once");
+            return;
+        }
+        if (e->stopping) {
+            return;
+        }
+        engine_reload(e);
+        return;
+    }
     e->st.interrupted = true;
     if (!e->stopping) {
         e->stopping = true;
-        for (size_t i = 0; i < e->n_eps; i++) {
-            ev_timer_stop(loop, &e->eps[i].timer);
+        notify_stopping();
+        for (size_t i = 0; i < e->cur->n_eps; i++) {
+            ev_timer_stop(loop, &e->cur->eps[i].timer);
         }
         ev_timer_stop(loop, &e->kick);
+        struct log_fields lf = LOG_FIELDS_INIT;
+        lf.event = LOG_EV_STOPPING;
         if (e->in_flight == 0) {
+            log_full(LOG_NOTICE, &lf, "received %s, stopping", strsignal(w->signum));
             ev_break(loop, EVBREAK_ALL);
             return;
         }
         char g[32];
-        log_notice("received %s, finishing %u transfer%s in flight (up to %s; again to stop now)",
-                   strsignal(w->signum), e->in_flight, e->in_flight == 1 ? "" : "s",
-                   units_format_duration(e->cfg->limits.shutdown_grace, g, sizeof(g)));
-        ev_timer_set(&e->grace, usec_to_ev(e->cfg->limits.shutdown_grace), 0.);
+        log_full(LOG_NOTICE, &lf,
+                 "received %s, finishing %u transfer%s in flight (up to %s; again to stop now)",
+                 strsignal(w->signum), e->in_flight, e->in_flight == 1 ? "" : "s",
+                 units_format_duration(e->cur->cfg->limits.shutdown_grace, g, sizeof(g)));
+        /* keep systemd's stop timeout from cutting the drain short */
+        notify_extend_timeout(e->cur->cfg->limits.shutdown_grace + 5 * USEC_PER_SEC);
+        ev_timer_set(&e->grace, usec_to_ev(e->cur->cfg->limits.shutdown_grace), 0.);
         ev_timer_start(loop, &e->grace);
         return;
     }
@@ -493,29 +923,23 @@ int engine_new(struct engine **ret, struct config *cfg, const struct engine_opti
         config_free(cfg);
         return -ENOMEM;
     }
-    e->cfg = cfg;
     e->opt = *opt;
     int r;
-
-    e->n_eps = cfg->n_endpoints;
-    e->eps = calloc(e->n_eps ? e->n_eps : 1, sizeof(*e->eps));
-    if (!e->eps) {
-        r = -ENOMEM;
-        goto fail;
-    }
-    for (size_t i = 0; i < e->n_eps; i++) {
-        e->eps[i].cfg = &cfg->endpoints[i];
-        e->eps[i].engine = e;
-        e->eps[i].selected = opt->n_only == 0 && cfg->endpoints[i].enabled;
-    }
     for (size_t i = 0; i < opt->n_only; i++) {
-        const struct endpoint_cfg *ep = config_find_endpoint(cfg, opt->only[i]);
-        if (!ep) {
+        if (!config_find_endpoint(cfg, opt->only[i])) {
             log_error("--endpoint '%s': no such endpoint in %s", opt->only[i], cfg->path);
-            r = -EINVAL;
-            goto fail;
+            config_free(cfg);
+            free(e);
+            return -EINVAL;
         }
-        e->eps[ep - cfg->endpoints].selected = true;
+    }
+    if (getrandom(&e->rng, sizeof(e->rng), GRND_NONBLOCK) != sizeof(e->rng) || e->rng == 0) {
+        e->rng = now_usec(CLOCK_REALTIME) | 1;
+    }
+    e->cur = gen_new(e, cfg);
+    if (!e->cur) {
+        free(e);
+        return -ENOMEM;
     }
 
     e->loop = ev_default_loop(EVFLAG_AUTO);
@@ -526,6 +950,8 @@ int engine_new(struct engine **ret, struct config *cfg, const struct engine_opti
     }
     engine_raise_nofile(cfg->limits.max_concurrent);
 
+    /* the pool is sized once: a reload changing max_concurrent takes effect
+     * at the next start (logged) */
     e->pool_n = cfg->limits.max_concurrent;
     e->pool = calloc(e->pool_n, sizeof(*e->pool));
     if (!e->pool) {
@@ -543,17 +969,6 @@ int engine_new(struct engine **ret, struct config *cfg, const struct engine_opti
     }
     e->http_ready = true;
 
-    /* only the sinks of selected endpoints need to be open */
-    for (size_t i = 0; i < cfg->n_sinks; i++) {
-        cfg->sinks[i].used = false;
-    }
-    for (size_t i = 0; i < e->n_eps; i++) {
-        if (e->eps[i].selected) {
-            for (uint32_t j = 0; j < e->eps[i].cfg->n_sinks; j++) {
-                cfg->sinks[e->eps[i].cfg->sinks[j]].used = true;
-            }
-        }
-    }
     r = sinkset_open(&e->sinks, cfg, e->loop);
     if (r < 0) {
         goto fail;
@@ -570,10 +985,15 @@ int engine_new(struct engine **ret, struct config *cfg, const struct engine_opti
     e->grace.data = e;
     ev_timer_init(&e->progress, progress_cb, 0.25, 0.25);
     e->progress.data = e;
+    ev_timer_init(&e->status_timer, status_cb, 1., 1.);
+    e->status_timer.data = e;
+    ev_timer_init(&e->watchdog, watchdog_cb, 0., 0.);
     ev_signal_init(&e->sigterm, signal_cb, SIGTERM);
     e->sigterm.data = e;
     ev_signal_init(&e->sigint, signal_cb, SIGINT);
     e->sigint.data = e;
+    ev_signal_init(&e->sighup, signal_cb, SIGHUP);
+    e->sighup.data = e;
 
     const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
     if (!(vi->features & CURL_VERSION_ASYNCHDNS)) {
@@ -587,53 +1007,80 @@ fail:
     return r;
 }
 
+/* A watcher that must not keep ev_run() alive on its own. */
+static void engine_start_weak(struct engine *e, void (*start)(struct ev_loop *, void *), void *w)
+{
+    start(e->loop, w);
+    ev_unref(e->loop);
+}
+
+static void start_prepare(struct ev_loop *l, void *w)
+{
+    ev_prepare_start(l, w);
+}
+
+static void start_check(struct ev_loop *l, void *w)
+{
+    ev_check_start(l, w);
+}
+
+static void start_timer(struct ev_loop *l, void *w)
+{
+    ev_timer_start(l, w);
+}
+
 int engine_run(struct engine *e)
 {
     e->started = now_usec(CLOCK_MONOTONIC);
     ev_signal_start(e->loop, &e->sigterm);
     ev_signal_start(e->loop, &e->sigint);
-    ev_prepare_start(e->loop, &e->flush);
-    ev_unref(e->loop); /* the prepare watcher alone must not keep the loop alive */
-    ev_check_start(e->loop, &e->iter_begin);
-    ev_unref(e->loop);
+    ev_signal_start(e->loop, &e->sighup);
+    engine_start_weak(e, start_prepare, &e->flush);
+    engine_start_weak(e, start_check, &e->iter_begin);
 
     usec_t start = now_usec(CLOCK_MONOTONIC);
-    for (size_t i = 0; i < e->n_eps; i++) {
-        struct ep_state *s = &e->eps[i];
+    for (size_t i = 0; i < e->cur->n_eps; i++) {
+        struct ep_state *s = &e->cur->eps[i];
         if (!s->selected) {
             continue;
         }
         e->st.selected++;
         if (e->opt.once) {
-            engine_enqueue(e, s, start);
+            engine_enqueue(e, s, start, true);
         } else {
-            /* First run at a deterministic splay within the interval, then
-             * every interval: 10 000 endpoints at 1 s become 10 per ms, not a
-             * burst of 10 000 every second, and restarts or several
-             * instances do not stampede an API at the same instant. */
-            usec_t splay = engine_splay(s->cfg->name, s->cfg->interval);
-            ev_timer_init(&s->timer, ep_timer_cb, usec_to_ev(splay), usec_to_ev(s->cfg->interval));
-            s->timer.data = s;
-            s->due = start + splay;
-            ev_timer_start(e->loop, &s->timer);
+            ep_schedule_first(e, s, start);
         }
     }
     if (e->opt.once && e->opt.progress && e->st.selected > 1) {
         progress_engine = e;
         log_set_before_write(progress_clear);
-        ev_timer_start(e->loop, &e->progress);
-        ev_unref(e->loop);
+        engine_start_weak(e, start_timer, &e->progress);
     }
-    log_info("%llu endpoint%s selected, max %u concurrent transfers",
-             (unsigned long long)e->st.selected, e->st.selected == 1 ? "" : "s",
-             e->cfg->limits.max_concurrent);
+    if (!e->opt.once) {
+        engine_start_weak(e, start_timer, &e->status_timer);
+        usec_t wd = notify_watchdog_usec();
+        if (wd) {
+            ev_timer_set(&e->watchdog, usec_to_ev(wd / 2), usec_to_ev(wd / 2));
+            engine_start_weak(e, start_timer, &e->watchdog);
+            notify_watchdog();
+        }
+        struct log_fields lf = LOG_FIELDS_INIT;
+        lf.event = LOG_EV_STARTED;
+        log_full(LOG_NOTICE, &lf, "started: %llu endpoint%s, max %u concurrent transfers%s",
+                 (unsigned long long)e->st.selected, e->st.selected == 1 ? "" : "s",
+                 e->cur->cfg->limits.max_concurrent,
+                 wd ? ", watchdog on" : "");
+        /* config loaded, sinks open, schedules armed */
+        engine_status_line(e, e->status, sizeof(e->status));
+        notify_ready(e->status);
+    }
 
-    if (e->st.selected > 0) {
+    if (e->st.selected > 0 || !e->opt.once) {
         ev_run(e->loop, 0);
     }
 
     if (ev_is_active(&e->progress)) {
-        ev_ref(e->loop);
+        ev_ref(e->loop); /* it was started weak */
         ev_timer_stop(e->loop, &e->progress);
     }
     progress_clear();
@@ -667,8 +1114,8 @@ void engine_get_stats(const struct engine *e, struct engine_stats *st)
 void engine_print_failures(const struct engine *e, FILE *f, size_t max)
 {
     size_t shown = 0, total = 0;
-    for (size_t i = 0; i < e->n_eps; i++) {
-        const struct ep_state *s = &e->eps[i];
+    for (size_t i = 0; i < e->cur->n_eps; i++) {
+        const struct ep_state *s = &e->cur->eps[i];
         if (s->fetches && s->last_error != REC_OK) {
             total++;
             if (shown < max) {
@@ -688,6 +1135,14 @@ struct engine *engine_free(struct engine *e)
         return NULL;
     }
     if (e->loop) {
+        /* weak watchers hold an unref'd count: ref before stopping */
+        ev_timer *weak_timers[] = {&e->progress, &e->status_timer, &e->watchdog};
+        for (size_t i = 0; i < sizeof(weak_timers) / sizeof(weak_timers[0]); i++) {
+            if (ev_is_active(weak_timers[i])) {
+                ev_ref(e->loop);
+                ev_timer_stop(e->loop, weak_timers[i]);
+            }
+        }
         if (ev_is_active(&e->flush)) {
             ev_ref(e->loop);
             ev_prepare_stop(e->loop, &e->flush);
@@ -700,8 +1155,9 @@ struct engine *engine_free(struct engine *e)
         ev_timer_stop(e->loop, &e->grace);
         ev_signal_stop(e->loop, &e->sigterm);
         ev_signal_stop(e->loop, &e->sigint);
-        for (size_t i = 0; i < e->n_eps; i++) {
-            ev_timer_stop(e->loop, &e->eps[i].timer);
+        ev_signal_stop(e->loop, &e->sighup);
+        for (size_t i = 0; e->cur && i < e->cur->n_eps; i++) {
+            ev_timer_stop(e->loop, &e->cur->eps[i].timer);
         }
     }
     /* order: easy handles out of the multi, then the multi (which may still
@@ -717,10 +1173,14 @@ struct engine *engine_free(struct engine *e)
     }
     sinkset_close(&e->sinks);
     free(e->pool);
-    free(e->eps);
+    while (e->retired) {
+        struct gen *g = e->retired;
+        e->retired = g->next;
+        gen_free(g);
+    }
+    gen_free(e->cur);
     buf_done(&e->line);
     buf_done(&e->data);
-    config_free(e->cfg);
     if (e->loop) {
         ev_loop_destroy(e->loop);
     }

@@ -1,4 +1,4 @@
-/* log.c - leveled logging to stderr with sd-daemon priority prefixes. */
+/* log.c - leveled, structured logging to stderr or natively to journald. */
 #include "log.h"
 
 #include <errno.h>
@@ -8,25 +8,101 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include "fetchd-build.h"
+
+#if HAVE_SYSTEMD
+#include <systemd/sd-journal.h>
+#endif
+
 static int log_level = LOG_NOTICE;
-static bool log_journal_stream;
-static void (*log_before_write)(void); /* e.g. clears a progress line */
+static bool log_journal_stream; /* stderr is connected to journald */
+static enum log_target log_target_eff = LOG_TARGET_STDERR;
+static void (*log_before_write)(void);
+
+/* flood control for endpoint messages */
+static usec_t log_window_start;
+static unsigned log_window_count;
+static uint64_t log_window_suppressed;
 
 static const char *const level_names[8] = {"emerg", "alert", "crit",  "error",
                                            "warning", "notice", "info", "debug"};
 
-void log_setup(void)
+static const struct {
+    const char *name;
+    const char *id;
+} events[_LOG_EV_MAX] = {
+    [LOG_EV_NONE] = {NULL, NULL},
+    [LOG_EV_STARTED] = {"started", "1efad1d5ad1c41fd8f4e1b6223b483e4"},
+    [LOG_EV_RELOADED] = {"reloaded", "cf641d767ea44b71bf69768be35392d7"},
+    [LOG_EV_RELOAD_FAILED] = {"reload_failed", "e9bd5833240942bfb8864ac25c117c3f"},
+    [LOG_EV_STOPPING] = {"stopping", "a01bbae177914dacb6c05469c4492916"},
+    [LOG_EV_STOPPED] = {"stopped", "1255c8d0dffc4b4188bd4e878cf7b346"},
+    [LOG_EV_ENDPOINT_DOWN] = {"endpoint_down", "1ebc66253f7f4dd59f876e02db082fb9"},
+    [LOG_EV_ENDPOINT_RECOVERED] = {"endpoint_recovered", "5f01ea18f5d0478cb3590ecab95f0704"},
+    [LOG_EV_ENDPOINT_STILL_FAILING] = {"endpoint_still_failing",
+                                       "a6094aadcecf4e618106e6bc54ed9f72"},
+    [LOG_EV_FETCH_FAILED] = {"fetch_failed", "5e547f9af9de4439acc8da1b112b81a9"},
+    [LOG_EV_LOG_SUPPRESSED] = {"log_suppressed", "2d309dde79fa4265b21457171f5e40b0"},
+    [LOG_EV_SINK_ERROR] = {"sink_error", "3bb113c52e064df2a37faa0b31eeaad6"},
+};
+
+const char *log_event_name(enum log_event e)
+{
+    return e > 0 && e < _LOG_EV_MAX ? events[e].name : NULL;
+}
+
+const char *log_event_message_id(enum log_event e)
+{
+    return e > 0 && e < _LOG_EV_MAX ? events[e].id : NULL;
+}
+
+static bool stderr_is_journal(void)
 {
     const char *js = getenv("JOURNAL_STREAM");
     struct stat st;
     unsigned long long dev, ino;
-    log_journal_stream = false;
-    if (js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
-        (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino) {
-        log_journal_stream = true;
+    return js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+           (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void log_setup(enum log_target target)
+{
+    log_journal_stream = stderr_is_journal();
+    switch (target) {
+    case LOG_TARGET_JOURNAL:
+        log_target_eff = HAVE_SYSTEMD ? LOG_TARGET_JOURNAL : LOG_TARGET_STDERR;
+        break;
+    case LOG_TARGET_STDERR:
+        log_target_eff = LOG_TARGET_STDERR;
+        break;
+    case LOG_TARGET_AUTO:
+    default:
+        log_target_eff = (HAVE_SYSTEMD && log_journal_stream) ? LOG_TARGET_JOURNAL
+                                                               : LOG_TARGET_STDERR;
+        break;
     }
+}
+
+enum log_target log_effective_target(void)
+{
+    return log_target_eff;
+}
+
+int log_parse_target(const char *s)
+{
+    if (strcmp(s, "auto") == 0) {
+        return LOG_TARGET_AUTO;
+    }
+    if (strcmp(s, "journal") == 0) {
+        return LOG_TARGET_JOURNAL;
+    }
+    if (strcmp(s, "stderr") == 0) {
+        return LOG_TARGET_STDERR;
+    }
+    return -EINVAL;
 }
 
 void log_set_level(int level)
@@ -63,29 +139,71 @@ int log_parse_level(const char *s)
     return -EINVAL;
 }
 
-static void log_write(int prio, const char *prefix, const char *fmt, va_list ap)
+void log_set_before_write(void (*fn)(void))
 {
-    char line[4096];
+    log_before_write = fn;
+}
+
+static bool is_endpoint_event(enum log_event e)
+{
+    return e == LOG_EV_ENDPOINT_DOWN || e == LOG_EV_ENDPOINT_RECOVERED ||
+           e == LOG_EV_ENDPOINT_STILL_FAILING || e == LOG_EV_FETCH_FAILED;
+}
+
+/* Returns false when this message must be suppressed. */
+static bool log_budget(const struct log_fields *f)
+{
+    if (!f || !is_endpoint_event(f->event)) {
+        return true;
+    }
+    usec_t now = now_usec(CLOCK_MONOTONIC);
+    if (log_window_start == 0 || now - log_window_start >= LOG_WINDOW) {
+        log_tick(false);
+        log_window_start = now;
+        log_window_count = 0;
+    }
+    if (log_window_count >= LOG_ENDPOINT_BURST) {
+        log_window_suppressed++;
+        return false;
+    }
+    log_window_count++;
+    return true;
+}
+
+void log_tick(bool force)
+{
+    if (log_window_suppressed == 0) {
+        return;
+    }
+    usec_t now = now_usec(CLOCK_MONOTONIC);
+    if (!force && now - log_window_start < LOG_WINDOW) {
+        return;
+    }
+    uint64_t n = log_window_suppressed;
+    log_window_suppressed = 0;
+    log_window_start = now;
+    log_window_count = 0;
+    struct log_fields lf = LOG_FIELDS_INIT;
+    lf.event = LOG_EV_LOG_SUPPRESSED;
+    log_full(LOG_WARNING, &lf,
+             "%llu messages about endpoints were suppressed (more than %d per %llu s); every "
+             "fetch is still in the records, and the counts are in the status line",
+             (unsigned long long)n, LOG_ENDPOINT_BURST,
+             (unsigned long long)(LOG_WINDOW / USEC_PER_SEC));
+}
+
+static void log_stderr(int prio, const char *msg)
+{
+    char line[4200];
     int n;
-    int saved = errno;
     if (log_journal_stream) {
-        n = snprintf(line, sizeof(line), "<%d>%s", prio, prefix);
+        n = snprintf(line, sizeof(line), "<%d>%s", prio, msg);
     } else {
-        n = snprintf(line, sizeof(line), "fetchd: %s: %s", log_level_name(prio), prefix);
+        n = snprintf(line, sizeof(line), "fetchd: %s: %s", log_level_name(prio), msg);
     }
-    if (n < 0 || (size_t)n >= sizeof(line)) {
-        n = 0;
-    }
-    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    size_t len = n < 0 ? 0 : (size_t)n;
     if (len > sizeof(line) - 2) {
-        len = sizeof(line) - 2; /* truncated */
-    }
-    /* one line: newlines inside a message would split it in the journal */
-    for (size_t i = 0; i < len; i++) {
-        if (line[i] == '\n' || line[i] == '\r') {
-            line[i] = ' ';
-        }
+        len = sizeof(line) - 2;
     }
     line[len++] = '\n';
     if (log_before_write) {
@@ -93,39 +211,123 @@ static void log_write(int prio, const char *prefix, const char *fmt, va_list ap)
     }
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
+}
+
+#if HAVE_SYSTEMD
+static void log_journal(int prio, const struct log_fields *f, const char *file, int line,
+                        const char *func, const char *msg)
+{
+    char b[16][320];
+    struct iovec iov[16];
+    int n = 0;
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        int _l = snprintf(b[n], sizeof(b[n]), __VA_ARGS__);                                        \
+        iov[n].iov_base = b[n];                                                                    \
+        iov[n].iov_len = _l < 0 ? 0 : ((size_t)_l < sizeof(b[n]) ? (size_t)_l : sizeof(b[n]) - 1); \
+        n++;                                                                                       \
+    } while (0)
+    /* MESSAGE may be long: point at it instead of copying */
+    static const char mkey[] = "MESSAGE=";
+    char *mbuf = malloc(sizeof(mkey) + strlen(msg));
+    if (mbuf) {
+        memcpy(mbuf, mkey, sizeof(mkey) - 1);
+        strcpy(mbuf + sizeof(mkey) - 1, msg);
+        iov[n].iov_base = mbuf;
+        iov[n].iov_len = strlen(mbuf);
+        n++;
+    }
+    ADD("PRIORITY=%d", prio);
+    ADD("SYSLOG_IDENTIFIER=fetchd");
+    ADD("CODE_FILE=%s", file);
+    ADD("CODE_LINE=%d", line);
+    ADD("CODE_FUNC=%s", func);
+    if (f) {
+        if (f->event) {
+            ADD("FETCHD_EVENT=%s", log_event_name(f->event));
+            ADD("MESSAGE_ID=%s", log_event_message_id(f->event));
+        }
+        if (f->endpoint) {
+            ADD("FETCHD_ENDPOINT=%s", f->endpoint);
+        }
+        if (f->url) {
+            ADD("FETCHD_URL=%s", f->url);
+        }
+        if (f->sink) {
+            ADD("FETCHD_SINK=%s", f->sink);
+        }
+        if (f->error_kind) {
+            ADD("FETCHD_ERROR_KIND=%s", f->error_kind);
+        }
+        if (f->http_status > 0) {
+            ADD("FETCHD_HTTP_STATUS=%ld", f->http_status);
+        }
+        if (f->curl_code) {
+            ADD("FETCHD_CURL_CODE=%d", f->curl_code);
+        }
+        if (f->duration_us >= 0) {
+            ADD("FETCHD_DURATION_MS=%lld.%03lld", (long long)(f->duration_us / 1000),
+                (long long)(f->duration_us % 1000));
+        }
+        if (f->bytes >= 0) {
+            ADD("FETCHD_BYTES=%lld", (long long)f->bytes);
+        }
+    }
+#undef ADD
+    /* values must not contain newlines in this simple form: MESSAGE was
+     * flattened by the caller, the fields are fetchd's own or validated */
+    (void)sd_journal_sendv(iov, n);
+    free(mbuf);
+}
+#endif
+
+void log_internalv(int prio, const struct log_fields *f, const char *file, int line,
+                   const char *func, const char *fmt, va_list ap)
+{
+    if (prio > log_level) {
+        return;
+    }
+    if (!log_budget(f)) {
+        return;
+    }
+    int saved = errno;
+    char msg[4096];
+    int off = 0;
+    if (f && f->endpoint) {
+        off = snprintf(msg, sizeof(msg), "endpoint '%.256s': ", f->endpoint);
+    } else if (f && f->sink) {
+        off = snprintf(msg, sizeof(msg), "sink '%.256s': ", f->sink);
+    }
+    if (off < 0) {
+        off = 0;
+    }
+    vsnprintf(msg + off, sizeof(msg) - (size_t)off, fmt, ap);
+    /* one line: newlines inside a message would split it */
+    for (char *c = msg; *c; c++) {
+        if (*c == '\n' || *c == '\r') {
+            *c = ' ';
+        }
+    }
+#if HAVE_SYSTEMD
+    if (log_target_eff == LOG_TARGET_JOURNAL) {
+        log_journal(prio, f, file, line, func, msg);
+        errno = saved;
+        return;
+    }
+#else
+    (void)file;
+    (void)line;
+    (void)func;
+#endif
+    log_stderr(prio, msg);
     errno = saved;
 }
 
-void log_vmsg(int prio, const char *fmt, va_list ap)
-{
-    if (prio > log_level) {
-        return;
-    }
-    log_write(prio, "", fmt, ap);
-}
-
-void log_msg(int prio, const char *fmt, ...)
+void log_internal(int prio, const struct log_fields *f, const char *file, int line,
+                  const char *func, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    log_vmsg(prio, fmt, ap);
+    log_internalv(prio, f, file, line, func, fmt, ap);
     va_end(ap);
-}
-
-void log_endpoint(int prio, const char *endpoint, const char *fmt, ...)
-{
-    if (prio > log_level) {
-        return;
-    }
-    char prefix[300];
-    snprintf(prefix, sizeof(prefix), "endpoint '%.256s': ", endpoint);
-    va_list ap;
-    va_start(ap, fmt);
-    log_write(prio, prefix, fmt, ap);
-    va_end(ap);
-}
-
-void log_set_before_write(void (*fn)(void))
-{
-    log_before_write = fn;
 }

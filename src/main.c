@@ -74,10 +74,14 @@ static int run(const struct cli_args *args)
     } else if (args->once && (st.failed || st.not_run)) {
         status = FETCHD_EXIT_FETCH_FAILED;
     }
+    log_tick(true);
     if (!args->once) {
-        log_notice("stopped: %llu fetches, %llu failed, %llu skipped (previous fetch still running)",
-                   (unsigned long long)st.fetches, (unsigned long long)st.failed,
-                   (unsigned long long)st.skipped);
+        struct log_fields lf = LOG_FIELDS_INIT;
+        lf.event = LOG_EV_STOPPED;
+        log_full(LOG_NOTICE, &lf,
+                 "stopped: %llu fetches, %llu failed, %llu skipped (previous fetch still running)",
+                 (unsigned long long)st.fetches, (unsigned long long)st.failed,
+                 (unsigned long long)st.skipped);
         log_info("timer lateness over %llu runs: p50 %.3f ms, p99 %.3f ms, max %.3f ms",
                  (unsigned long long)st.timer_runs, st.lateness_p50 / 1e3, st.lateness_p99 / 1e3,
                  st.lateness_max / 1e3);
@@ -109,7 +113,7 @@ int main(int argc, char **argv)
     char err[512];
     /* a closed pipe must be an EPIPE on that write, never a dead daemon */
     signal(SIGPIPE, SIG_IGN);
-    log_setup();
+    log_setup(LOG_TARGET_AUTO);
     if (cli_parse(argc, argv, &args, err, sizeof(err)) < 0) {
         fprintf(stderr, "fetchd: %s\n", err);
         cli_args_done(&args);
@@ -124,6 +128,7 @@ int main(int argc, char **argv)
         cli_args_done(&args);
         return FETCHD_EXIT_OK;
     }
+    log_setup(args.log_target);
     log_set_level(args.log_level);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "fetchd: libcurl initialisation failed\n");

@@ -2,6 +2,7 @@
 #include "sink.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,34 +42,98 @@ const struct opt_value *sink_opt(const struct sink *s, const char *key)
 
 int sinkset_open(struct sinkset *set, const struct config *cfg, struct ev_loop *loop)
 {
-    set->n = cfg->n_sinks;
-    set->sinks = calloc(set->n ? set->n : 1, sizeof(struct sink *));
-    if (!set->sinks) {
+    return sinkset_reopen(set, cfg, NULL, NULL, loop);
+}
+
+int sinkset_write(struct sinkset *set, size_t i, const char *line, size_t len)
+{
+    struct sink *s = i < set->n ? set->sinks[i] : NULL;
+    if (!s) {
+        return -ENOENT;
+    }
+    int r = s->cfg->type->write(s, line, len);
+    if (r < 0) {
+        s->last_error = r;
+    } else {
+        s->records++;
+    }
+    return r;
+}
+
+int sinkset_reopen(struct sinkset *set, const struct config *cfg, struct sinkset *old,
+                   const struct config *old_cfg, struct ev_loop *loop)
+{
+    struct sinkset n = {.n = cfg->n_sinks};
+    n.sinks = calloc(n.n ? n.n : 1, sizeof(struct sink *));
+    bool *taken = old ? calloc(old->n ? old->n : 1, sizeof(bool)) : NULL;
+    if (!n.sinks || (old && !taken)) {
+        free(n.sinks);
+        free(taken);
         return -ENOMEM;
     }
-    for (size_t i = 0; i < cfg->n_sinks; i++) {
+    int r = 0;
+    for (size_t i = 0; i < cfg->n_sinks && r == 0; i++) {
         const struct sink_cfg *sc = &cfg->sinks[i];
         if (!sc->used) {
             continue;
         }
+        int oi = old_cfg ? config_sink_index(old_cfg, sc->name) : -1;
+        if (oi >= 0 && old->sinks[oi] && config_sink_equal(&old_cfg->sinks[oi], sc)) {
+            /* same definition: keep the instance (no lost buffer, no
+             * reopen of stdout), files are reopened by path */
+            n.sinks[i] = old->sinks[oi];
+            taken[oi] = true;
+            continue;
+        }
         struct sink *s = calloc(1, sizeof(*s));
         if (!s) {
-            sinkset_close(set);
-            return -ENOMEM;
+            r = -ENOMEM;
+            break;
         }
         s->cfg = sc;
         s->name = sc->name;
         s->loop = loop;
         char err[512] = "";
-        int r = sc->type->open(s, err, sizeof(err));
+        r = sc->type->open(s, err, sizeof(err));
         if (r < 0) {
-            log_error("sink '%s' (%s): %s", sc->name, sc->type->name, *err ? err : strerror(-r));
+            log_sink(LOG_ERR, sc->name, "(%s) %s", sc->type->name, *err ? err : strerror(-r));
             free(s);
-            sinkset_close(set);
-            return r;
+            break;
         }
-        set->sinks[i] = s;
+        n.sinks[i] = s;
     }
+    if (r < 0) {
+        /* undo: close what was opened, leave the taken-over ones alone */
+        for (size_t i = 0; i < n.n; i++) {
+            int oi = old_cfg && n.sinks[i] ? config_sink_index(old_cfg, cfg->sinks[i].name) : -1;
+            if (n.sinks[i] && !(oi >= 0 && taken[oi] && old->sinks[oi] == n.sinks[i])) {
+                n.sinks[i]->cfg->type->close(n.sinks[i]);
+                free(n.sinks[i]);
+            }
+        }
+        free(n.sinks);
+        free(taken);
+        return r;
+    }
+    /* commit: taken-over instances now belong to the new config */
+    for (size_t i = 0; i < n.n; i++) {
+        struct sink *s = n.sinks[i];
+        int oi = old_cfg && s ? config_sink_index(old_cfg, cfg->sinks[i].name) : -1;
+        if (s && oi >= 0 && taken[oi] && old->sinks[oi] == s) {
+            s->cfg = &cfg->sinks[i];
+            s->name = cfg->sinks[i].name;
+            old->sinks[oi] = NULL;
+            if (s->cfg->type->reopen) {
+                (void)s->cfg->type->reopen(s);
+            }
+        }
+    }
+    if (old) {
+        (void)sinkset_flush(old, true);
+        sinkset_close(old);
+    }
+    free(taken);
+    *set = n;
     return 0;
 }
 

@@ -102,6 +102,15 @@ int sinkset_open(struct sinkset *set, const struct config *cfg, struct ev_loop *
  * of sinks that did not accept it (0 = all fine). */
 unsigned sinkset_dispatch(struct sinkset *set, const struct endpoint_cfg *ep, const char *line,
                           size_t len);
+/* Hands a record to the sink at index i (if open). Returns 0 or -errno. */
+int sinkset_write(struct sinkset *set, size_t i, const char *line, size_t len);
+/* Opens the sinks of cfg that some selected endpoint uses into a new set,
+ * taking over instances from old (which may be NULL) whose definition is
+ * unchanged (file sinks reopen their path: log rotation with "create").
+ * On success the instances left in old are flushed and closed, and old is
+ * emptied. On failure nothing changes and -errno is returned (logged). */
+int sinkset_reopen(struct sinkset *set, const struct config *cfg, struct sinkset *old,
+                   const struct config *old_cfg, struct ev_loop *loop);
 /* Flushes all sinks. Returns the number of sinks that failed. */
 unsigned sinkset_flush(struct sinkset *set, bool block);
 void sinkset_close(struct sinkset *set);

@@ -276,6 +276,7 @@ void xfer_release(struct xfer *x)
     x->headers = NULL;
     x->ep = NULL;
     x->owner = NULL;
+    x->gen = NULL;
     buf_reset(&x->body);
     /* one huge response must not pin megabytes per pooled handle */
     buf_shrink(&x->body, 256 * 1024);

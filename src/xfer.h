@@ -20,6 +20,7 @@ struct xfer {
     struct curl_slist *headers;       /* owned, per transfer */
     const struct endpoint_cfg *ep;    /* borrowed while in flight */
     void *owner;                      /* the engine's endpoint state */
+    void *gen;                        /* the engine's config generation ep belongs to */
     struct buf body;                  /* response body, capped at max_body_size */
     usec_t started_mono;
     usec_t started_real;

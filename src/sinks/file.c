@@ -109,10 +109,11 @@ static int file_reopen(struct sink *s)
 {
     struct file_sink *f = s->priv;
     char err[512];
+    f->path = s->cfg->values[FILE_OPT_PATH].s; /* the config may be a new one */
     (void)writer_flush(&f->w, true);
     int fd = file_open_fd(f->path, err, sizeof(err));
     if (fd < 0) {
-        log_error("sink '%s': %s; still writing to the old file", s->name, err);
+        log_sink(LOG_ERR, s->name, "%s; still writing to the old file", err);
         return fd;
     }
     writer_done(&f->w);
@@ -129,7 +130,7 @@ static void file_close(struct sink *s)
     }
     writer_done(&f->w);
     if (close(f->w.fd) < 0) {
-        log_error("sink '%s': closing \"%s\" failed: %s", s->name, f->path, strerror(errno));
+        log_sink(LOG_ERR, s->name, "closing \"%s\" failed: %s", f->path, strerror(errno));
     }
     free(f);
     s->priv = NULL;

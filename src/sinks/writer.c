@@ -66,8 +66,9 @@ int writer_append(struct writer *w, const char *line, size_t len)
     if (r < 0) {
         (*w->dropped)++;
         if (!w->error_logged) {
-            log_warning("sink '%s': output is not keeping up (%zu bytes pending), dropping records",
-                        w->name, w->pending.len);
+            log_sink(LOG_WARNING, w->name,
+                     "output is not keeping up (%zu bytes pending), dropping records",
+                     w->pending.len);
             w->error_logged = true;
         }
         return -ENOBUFS;
@@ -93,8 +94,8 @@ static void writer_repair(struct writer *w, size_t written)
     struct stat st;
     if (fstat(w->fd, &st) == 0 && (size_t)st.st_size >= written - whole) {
         if (ftruncate(w->fd, st.st_size - (off_t)(written - whole)) < 0) {
-            log_error("sink '%s': cannot remove a partial record after a write error: %s",
-                      w->name, strerror(errno));
+            log_sink(LOG_ERR, w->name, "cannot remove a partial record after a write error: %s",
+                     strerror(errno));
         }
     }
 }
@@ -146,8 +147,8 @@ int writer_flush(struct writer *w, bool block)
         uint64_t lost = count_lines(w->pending.data + from, w->pending.len - from);
         *w->dropped += lost;
         w->last_error = r;
-        log_error("sink '%s': write failed: %s; %llu record%s lost", w->name, strerror(-r),
-                  (unsigned long long)lost, lost == 1 ? "" : "s");
+        log_sink(LOG_ERR, w->name, "write failed: %s; %llu record%s lost", strerror(-r),
+                 (unsigned long long)lost, lost == 1 ? "" : "s");
         buf_reset(&w->pending);
         return r;
     }
