@@ -1007,6 +1007,27 @@ fail:
     return r;
 }
 
+/* main() blocks TERM, INT and HUP until the loop can take them (a reload
+ * during start-up must not kill the process). libev 4.33 installs
+ * sigaction handlers and leaves the mask alone, so unblock them here; a
+ * signal that arrived meanwhile is delivered now. A libev that reads
+ * signals from a signalfd needs them blocked and installs no handler:
+ * those stay blocked. */
+static void engine_unblock_signals(void)
+{
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        struct sigaction sa;
+        if (sigaction(sigs[i], NULL, &sa) == 0 && sa.sa_handler != SIG_DFL &&
+            sa.sa_handler != SIG_IGN) {
+            sigaddset(&set, sigs[i]);
+        }
+    }
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
 /* A watcher that must not keep ev_run() alive on its own. */
 static void engine_start_weak(struct engine *e, void (*start)(struct ev_loop *, void *), void *w)
 {
@@ -1035,6 +1056,7 @@ int engine_run(struct engine *e)
     ev_signal_start(e->loop, &e->sigterm);
     ev_signal_start(e->loop, &e->sigint);
     ev_signal_start(e->loop, &e->sighup);
+    engine_unblock_signals();
     engine_start_weak(e, start_prepare, &e->flush);
     engine_start_weak(e, start_check, &e->iter_begin);
 

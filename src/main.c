@@ -113,6 +113,16 @@ int main(int argc, char **argv)
     char err[512];
     /* a closed pipe must be an EPIPE on that write, never a dead daemon */
     signal(SIGPIPE, SIG_IGN);
+    /* A SIGHUP (reload) or SIGTERM arriving while the config loads must
+     * wait for the loop, not kill the process with the default action:
+     * block them now; the engine unblocks them once its watchers run, and
+     * a signal that arrived meanwhile is then delivered. */
+    sigset_t early;
+    sigemptyset(&early);
+    sigaddset(&early, SIGHUP);
+    sigaddset(&early, SIGTERM);
+    sigaddset(&early, SIGINT);
+    sigprocmask(SIG_BLOCK, &early, NULL);
     log_setup(LOG_TARGET_AUTO);
     if (cli_parse(argc, argv, &args, err, sizeof(err)) < 0) {
         fprintf(stderr, "fetchd: %s\n", err);
