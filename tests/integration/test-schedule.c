@@ -1,0 +1,259 @@
+/* test-schedule.c - daemon-mode schedules with the real binary: one
+ * catch-up run after SIGSTOP (not a burst), symmetric jitter, wall-clock
+ * alignment, and log flood control when many endpoints fail at once. */
+#include <cJSON.h>
+#include <check.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static pid_t httpd_pid;
+static int port;
+static char *dir;
+
+static void setup(void)
+{
+    dir = tu_tmpdir();
+    httpd_pid = tu_httpd_start(&port);
+}
+
+static void teardown(void)
+{
+    tu_httpd_stop(httpd_pid);
+    tu_rmdir(dir);
+    free(dir);
+}
+
+static double slack(void)
+{
+    return getenv("FETCHD_WRAPPER") ? 20.0 : 1.0;
+}
+
+/* Parses "2026-11-21T20:54:00.577Z" to seconds since the epoch. */
+static double parse_ts(const char *s)
+{
+    struct tm tm = {0};
+    int ms = 0;
+    sscanf(s, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+           &tm.tm_min, &tm.tm_sec, &ms);
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (double)timegm(&tm) + ms / 1000.0;
+}
+
+/* fetched_at of every record of endpoint name in a JSON Lines file. */
+static size_t times_of(const char *content, const char *name, double *out, size_t max)
+{
+    size_t n = 0;
+    const char *p = content;
+    while (p && *p && n < max) {
+        const char *nl = strchr(p, '\n');
+        if (!nl) {
+            break;
+        }
+        cJSON *j = cJSON_ParseWithLength(p, (size_t)(nl - p));
+        ck_assert_msg(j, "not JSON: %.*s", (int)(nl - p), p);
+        cJSON *ep = cJSON_GetObjectItemCaseSensitive(j, "endpoint");
+        if (cJSON_IsString(ep) && strcmp(ep->valuestring, name) == 0) {
+            out[n++] = parse_ts(cJSON_GetObjectItemCaseSensitive(j, "fetched_at")->valuestring);
+        }
+        cJSON_Delete(j);
+        p = nl + 1;
+    }
+    return n;
+}
+
+static pid_t start_daemon(const char *cfg_text, char **outp, char **errp)
+{
+    char *path = tu_write(dir, "fetchd.json", cfg_text);
+    *outp = tu_fmt("%s/out", dir);
+    *errp = tu_fmt("%s/err", dir);
+    const char *argv[] = {tu_fetchd(), "-c", path, NULL};
+    pid_t pid = tu_spawn(argv, *outp, *errp);
+    free(path);
+    return pid;
+}
+
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+START_TEST(test_catch_up_once_after_sigstop)
+{
+    /* 5 endpoints every 200 ms; stopped for 1.5 s (7 missed runs each);
+     * after SIGCONT each endpoint runs once right away, then on its grid:
+     * no endpoint runs more than twice in the first 250 ms */
+    char *rec = tu_fmt("%s/records.jsonl", dir);
+    char *cfg = tu_fmt("{\"defaults\": {\"interval\": \"200ms\", \"sinks\": [\"out\"]},"
+                       " \"sinks\": {\"out\": {\"type\": \"file\", \"path\": \"%s\"}},"
+                       " \"endpoints\": {\"a\": {\"url\": \"http://127.0.0.1:%d/a\"},"
+                       " \"b\": {\"url\": \"http://127.0.0.1:%d/b\"}, \"c\": {\"url\": \"http://127.0.0.1:%d/c\"},"
+                       " \"d\": {\"url\": \"http://127.0.0.1:%d/d\"}, \"e\": {\"url\": \"http://127.0.0.1:%d/e\"}}}",
+                       rec, port, port, port, port, port);
+    char *outp, *errp;
+    pid_t pid = start_daemon(cfg, &outp, &errp);
+    ck_assert(tu_httpd_wait_requests(port, 5, 30));
+    usleep(300000);
+    kill(pid, SIGSTOP);
+    usleep(1500000);
+    double cont = wall_now();
+    kill(pid, SIGCONT);
+    usleep(1000000);
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait(pid, 10 * slack()), 0);
+    char *content = tu_read(rec);
+    const char *names[] = {"a", "b", "c", "d", "e"};
+    for (size_t i = 0; i < 5; i++) {
+        double t[256];
+        size_t n = times_of(content, names[i], t, 256);
+        size_t burst = 0;
+        for (size_t k = 0; k < n; k++) {
+            burst += t[k] >= cont - 0.01 && t[k] < cont + 0.25;
+        }
+        ck_assert_msg(burst >= 1 && burst <= 2, "endpoint %s ran %zu times right after SIGCONT",
+                      names[i], burst);
+    }
+    free(content);
+    free(cfg);
+    free(rec);
+    free(outp);
+    free(errp);
+}
+END_TEST
+
+START_TEST(test_jitter_is_symmetric)
+{
+    /* interval 100 ms, jitter 40 ms: gaps vary, their mean stays ~100 ms */
+    char *rec = tu_fmt("%s/records.jsonl", dir);
+    char *cfg = tu_fmt("{\"sinks\": {\"out\": {\"type\": \"file\", \"path\": \"%s\"}},"
+                       " \"endpoints\": {\"j\": {\"url\": \"http://127.0.0.1:%d/j\", \"interval\": \"100ms\","
+                       " \"jitter\": \"40ms\", \"sinks\": [\"out\"]}}}",
+                       rec, port);
+    char *outp, *errp;
+    pid_t pid = start_daemon(cfg, &outp, &errp);
+    usleep(4000000);
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait(pid, 10 * slack()), 0);
+    char *content = tu_read(rec);
+    double t[512];
+    size_t n = times_of(content, "j", t, 512);
+    ck_assert_msg(n >= 25, "only %zu runs", n);
+    double sum = 0, mn = 1e9, mx = 0;
+    for (size_t k = 1; k < n; k++) {
+        double g = t[k] - t[k - 1];
+        sum += g;
+        mn = g < mn ? g : mn;
+        mx = g > mx ? g : mx;
+    }
+    double mean = sum / (double)(n - 1);
+    /* the mean over ~38 gaps of a +-40 ms uniform jitter: well within 85..115 ms */
+    ck_assert_msg(mean > 0.085 && mean < 0.115, "mean gap %.1f ms", mean * 1e3);
+    ck_assert_msg(mx - mn > 0.02, "gaps do not vary: %.1f..%.1f ms", mn * 1e3, mx * 1e3);
+    free(content);
+    free(cfg);
+    free(rec);
+    free(outp);
+    free(errp);
+}
+END_TEST
+
+START_TEST(test_align_to_wall_clock)
+{
+    /* interval 500 ms, align, offset 200 ms: runs at .200 and .700 */
+    char *rec = tu_fmt("%s/records.jsonl", dir);
+    char *cfg = tu_fmt("{\"sinks\": {\"out\": {\"type\": \"file\", \"path\": \"%s\"}},"
+                       " \"endpoints\": {\"al\": {\"url\": \"http://127.0.0.1:%d/al\", \"interval\": \"500ms\","
+                       " \"align\": true, \"offset\": \"200ms\", \"sinks\": [\"out\"]}}}",
+                       rec, port);
+    char *outp, *errp;
+    pid_t pid = start_daemon(cfg, &outp, &errp);
+    usleep(2600000);
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait(pid, 10 * slack()), 0);
+    char *content = tu_read(rec);
+    double t[64];
+    size_t n = times_of(content, "al", t, 64);
+    ck_assert_msg(n >= 3, "only %zu runs", n);
+    for (size_t k = 0; k < n; k++) {
+        double phase = fmod(t[k] - 0.2, 0.5); /* 0 when on the grid */
+        if (phase > 0.25) {
+            phase -= 0.5;
+        }
+        ck_assert_msg(fabs(phase) < 0.06 * slack(), "run %zu is %.0f ms off the .200/.700 grid", k,
+                      phase * 1e3);
+    }
+    free(content);
+    free(cfg);
+    free(rec);
+    free(outp);
+    free(errp);
+}
+END_TEST
+
+START_TEST(test_failure_flood_is_bounded)
+{
+    /* 300 endpoints fail at once (closed port), every 200 ms for 2 s: each
+     * goes down once (a warning), later failures are info-level; the down
+     * warnings share a budget of 100 per 30 s, the rest is one summary */
+    size_t cap = 300 * 96 + 256;
+    char *cfg = malloc(cap);
+    size_t len = (size_t)snprintf(cfg, cap, "{\"defaults\": {\"interval\": \"200ms\"}, \"endpoints\": {");
+    for (int i = 0; i < 300; i++) {
+        len += (size_t)snprintf(cfg + len, cap - len, "%s\"f%d\": {\"url\": \"http://127.0.0.1:1/%d\"}",
+                                i ? "," : "", i, i);
+    }
+    snprintf(cfg + len, cap - len, "}}");
+    char *outp, *errp;
+    pid_t pid = start_daemon(cfg, &outp, &errp);
+    usleep(2000000);
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait(pid, 10 * slack()), 0);
+    char *err = tu_read(errp);
+    char *out = tu_read(outp);
+    size_t warnings = 0;
+    for (const char *p = err; (p = strstr(p, "fetchd: warning:")); p++) {
+        warnings++;
+    }
+    ck_assert_msg(warnings <= 101 + 1, "%zu warning lines", warnings);
+    ck_assert_msg(strstr(err, "messages about endpoints were suppressed"), "%s", err);
+    /* every failure is still a record */
+    ck_assert_uint_ge(tu_lines(out), 300 * 5);
+    free(err);
+    free(out);
+    free(cfg);
+    free(outp);
+    free(errp);
+}
+END_TEST
+
+static Suite *schedule_suite(void)
+{
+    Suite *s = suite_create("schedule");
+    TCase *tc = tcase_create("daemon");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_catch_up_once_after_sigstop);
+    tcase_add_test(tc, test_jitter_is_symmetric);
+    tcase_add_test(tc, test_align_to_wall_clock);
+    tcase_add_test(tc, test_failure_flood_is_bounded);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(schedule_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
