@@ -1410,13 +1410,13 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
     /* checks across keys, reported at the key that has to change */
     if (ep->jitter && ep->jitter > ep->interval / 2) {
         struct src js = pick(own, L, EK_JITTER);
-        char a[32], b[32];
+        char a[32], b[32], c[32];
         _cleanup_free_ char *jp = mkpath("endpoints", nm->name, "jitter");
         lerr(L, js, false, jp,
              "%s is more than half of the interval (%s) for endpoint \"%s\"; use at most %s",
              units_format_duration(ep->jitter, a, sizeof(a)),
              units_format_duration(ep->interval, b, sizeof(b)), nm->name,
-             units_format_duration(ep->interval / 2, b, sizeof(b)));
+             units_format_duration(ep->interval / 2, c, sizeof(c)));
     }
     if (ep->offset && (!ep->align || ep->offset >= ep->interval)) {
         struct src os = pick(own, L, EK_OFFSET);

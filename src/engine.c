@@ -128,6 +128,7 @@ struct engine {
     uint64_t ring_sec;
     char status[512];
     char reload_error[300];
+    usec_t boot_gap;            /* CLOCK_BOOTTIME - CLOCK_MONOTONIC: grows in suspend */
     bool progress_shown;
 };
 
@@ -135,6 +136,7 @@ static struct engine *progress_engine; /* for the log hook */
 
 static void engine_start_some(struct engine *e);
 static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void ep_arm(struct engine *e, struct ep_state *s, usec_t base, usec_t now);
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -241,10 +243,50 @@ static void engine_status_line(struct engine *e, char *buf, size_t len)
         }
     }
     snprintf(buf + off, len - (size_t)off,
-             "%zu endpoints: %zu ok, %zu failing; last 60s: %llu fetches, %llu errors; in flight "
-             "%u; sink drops %llu",
-             n, n - failing, failing, (unsigned long long)f, (unsigned long long)err, e->in_flight,
+             "%zu endpoint%s: %zu ok, %zu failing; last 60s: %llu fetch%s, %llu error%s; in "
+             "flight %u; sink drops %llu",
+             n, n == 1 ? "" : "s", n - failing, failing, (unsigned long long)f, f == 1 ? "" : "es",
+             (unsigned long long)err, err == 1 ? "" : "s", e->in_flight,
              (unsigned long long)sinkset_dropped(&e->sinks));
+}
+
+/* CLOCK_MONOTONIC (and so libev's timers) stands still while the machine is
+ * suspended; CLOCK_BOOTTIME does not. When their difference grows, the
+ * machine was asleep: every endpoint whose run fell into the sleep runs
+ * once now (one catch-up, not a burst of the missed ones), and the grid of
+ * every schedule moves by the slept time so it stays on wall-clock time. */
+static void engine_check_resume(struct engine *e)
+{
+    usec_t mono = now_usec(CLOCK_MONOTONIC);
+    usec_t gap = now_usec(CLOCK_BOOTTIME) - mono;
+    if (e->boot_gap == 0 || gap < e->boot_gap) {
+        e->boot_gap = gap;
+        return;
+    }
+    usec_t slept = gap - e->boot_gap;
+    if (slept < USEC_PER_SEC) {
+        return;
+    }
+    e->boot_gap = gap;
+    log_notice("the machine was suspended for %.1f s; endpoints that were due run once now",
+               (double)slept / 1e6);
+    if (e->opt.once || e->stopping) {
+        return;
+    }
+    for (size_t i = 0; i < e->cur->n_eps; i++) {
+        struct ep_state *s = &e->cur->eps[i];
+        if (!s->selected) {
+            continue;
+        }
+        bool due = s->due <= mono + slept;
+        usec_t base = s->base > slept ? s->base - slept : 0;
+        usec_t iv = s->cfg->interval;
+        usec_t k = mono > base ? (mono - base) / iv + 1 : 0;
+        ep_arm(e, s, base + k * iv, mono);
+        if (due && !s->xfer && !s->queued) {
+            engine_enqueue(e, s, mono, true);
+        }
+    }
 }
 
 static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -253,6 +295,7 @@ static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
     char line[sizeof(e->status)];
     (void)loop;
     (void)revents;
+    engine_check_resume(e);
     engine_status_line(e, line, sizeof(line));
     if (strcmp(line, e->status) != 0) {
         memcpy(e->status, line, sizeof(line));
@@ -390,10 +433,9 @@ static void engine_account(struct engine *e, struct ep_state *s, const struct re
         char since[32];
         time_format_rfc3339_ms(s->down_since, since);
         lf.event = LOG_EV_ENDPOINT_STILL_FAILING;
-        log_full(LOG_WARNING, &lf, "still failing since %s (%u failed fetches in a row, %llu "
-                 "not logged); last: %s: %s",
-                 since, s->consecutive_failures, (unsigned long long)s->failed_since_reminder,
-                 lf.error_kind, rec->message ? rec->message : "");
+        log_full(LOG_WARNING, &lf, "still failing since %s (%u failed fetches in a row); last: "
+                 "%s: %s",
+                 since, s->consecutive_failures, lf.error_kind, rec->message ? rec->message : "");
         s->failed_since_reminder = 0;
         s->reminder_step = s->reminder_step * 2 > ENGINE_REMINDER_MAX ? ENGINE_REMINDER_MAX
                                                                        : s->reminder_step * 2;
@@ -721,6 +763,12 @@ static void engine_reload(struct engine *e)
 
     struct gen *old = e->cur;
     usec_t now = now_usec(CLOCK_MONOTONIC);
+    if (ncfg->limits.max_concurrent != old->cfg->limits.max_concurrent ||
+        ncfg->limits.max_per_host != old->cfg->limits.max_per_host) {
+        log_warning("limits.max_concurrent and limits.max_per_host keep their values (%u, %u) "
+                    "until fetchd restarts",
+                    (unsigned)e->pool_n, old->cfg->limits.max_per_host);
+    }
     unsigned added = 0, changed = 0, kept = 0, removed = 0;
     for (size_t i = 0; i < ng->n_eps; i++) {
         struct ep_state *ns = &ng->eps[i];
@@ -951,7 +999,7 @@ int engine_new(struct engine **ret, struct config *cfg, const struct engine_opti
     engine_raise_nofile(cfg->limits.max_concurrent);
 
     /* the pool is sized once: a reload changing max_concurrent takes effect
-     * at the next start (logged) */
+     * at the next start (the reload says so) */
     e->pool_n = cfg->limits.max_concurrent;
     e->pool = calloc(e->pool_n, sizeof(*e->pool));
     if (!e->pool) {

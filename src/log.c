@@ -14,6 +14,8 @@
 #include "fetchd-build.h"
 
 #if HAVE_SYSTEMD
+/* fetchd passes CODE_FILE/LINE/FUNC itself (of the caller, not of log.c) */
+#define SD_JOURNAL_SUPPRESS_LOCATION 1
 #include <systemd/sd-journal.h>
 #endif
 
@@ -214,8 +216,8 @@ static void log_stderr(int prio, const char *msg)
 }
 
 #if HAVE_SYSTEMD
-static void log_journal(int prio, const struct log_fields *f, const char *file, int line,
-                        const char *func, const char *msg)
+static int log_journal(int prio, const struct log_fields *f, const char *file, int line,
+                       const char *func, const char *msg)
 {
     char b[16][320];
     struct iovec iov[16];
@@ -276,8 +278,9 @@ static void log_journal(int prio, const struct log_fields *f, const char *file, 
 #undef ADD
     /* values must not contain newlines in this simple form: MESSAGE was
      * flattened by the caller, the fields are fetchd's own or validated */
-    (void)sd_journal_sendv(iov, n);
+    int r = sd_journal_sendv(iov, n);
     free(mbuf);
+    return r;
 }
 #endif
 
@@ -309,11 +312,11 @@ void log_internalv(int prio, const struct log_fields *f, const char *file, int l
         }
     }
 #if HAVE_SYSTEMD
-    if (log_target_eff == LOG_TARGET_JOURNAL) {
-        log_journal(prio, f, file, line, func, msg);
+    if (log_target_eff == LOG_TARGET_JOURNAL && log_journal(prio, f, file, line, func, msg) >= 0) {
         errno = saved;
         return;
     }
+    /* no journald to talk to: say it on stderr rather than lose it */
 #else
     (void)file;
     (void)line;

@@ -20,24 +20,25 @@ static int run(const struct cli_args *args)
     struct config_errors errs = {0};
     int r = config_load(args->config, &cfg, &errs);
     if (r < 0) {
+        /* through the logger: under systemd these are journal entries at
+         * priority err, so journalctl -p err shows why a start failed */
         for (size_t i = 0; i < errs.n; i++) {
-            fprintf(stderr, "%s\n", errs.msgs[i]);
+            log_error("%s", errs.msgs[i]);
         }
         if (errs.dropped) {
-            fprintf(stderr, "... and %zu more errors\n", errs.dropped);
+            log_error("... and %zu more errors", errs.dropped);
         }
         config_errors_done(&errs);
         if (r == -ENOMEM) {
-            fprintf(stderr, "fetchd: out of memory loading %s\n", args->config);
+            log_error("out of memory loading %s", args->config);
             return FETCHD_EXIT_SOFTWARE;
         }
-        fprintf(stderr, "fetchd: configuration invalid, nothing was run\n");
+        log_error("configuration invalid, nothing was run (exit status 78)");
         return FETCHD_EXIT_CONFIG;
     }
     for (size_t i = 0; i < args->n_only; i++) {
         if (!config_find_endpoint(cfg, args->only[i])) {
-            fprintf(stderr, "fetchd: --endpoint '%s': no such endpoint in %s\n", args->only[i],
-                    args->config);
+            log_error("--endpoint '%s': no such endpoint in %s", args->only[i], args->config);
             config_free(cfg);
             return FETCHD_EXIT_USAGE;
         }
@@ -125,7 +126,7 @@ int main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &early, NULL);
     log_setup(LOG_TARGET_AUTO);
     if (cli_parse(argc, argv, &args, err, sizeof(err)) < 0) {
-        fprintf(stderr, "fetchd: %s\n", err);
+        log_error("%s", err);
         cli_args_done(&args);
         return FETCHD_EXIT_USAGE;
     }

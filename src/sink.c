@@ -130,6 +130,7 @@ int sinkset_reopen(struct sinkset *set, const struct config *cfg, struct sinkset
     }
     if (old) {
         (void)sinkset_flush(old, true);
+        n.dropped_closed = sinkset_dropped(old);
         sinkset_close(old);
     }
     free(taken);
@@ -173,7 +174,7 @@ unsigned sinkset_flush(struct sinkset *set, bool block)
 
 uint64_t sinkset_dropped(const struct sinkset *set)
 {
-    uint64_t d = 0;
+    uint64_t d = set->dropped_closed;
     for (size_t i = 0; i < set->n; i++) {
         if (set->sinks[i]) {
             d += set->sinks[i]->dropped;

@@ -90,6 +90,7 @@ const struct opt_value *sink_opt(const struct sink *s, const char *key);
 struct sinkset {
     struct sink **sinks; /* owned; parallel to config->sinks, NULL if unused */
     size_t n;
+    uint64_t dropped_closed; /* drops of sinks a reload closed: still counted */
 };
 
 struct config;

@@ -146,14 +146,22 @@ int writer_flush(struct writer *w, bool block)
         }
         uint64_t lost = count_lines(w->pending.data + from, w->pending.len - from);
         *w->dropped += lost;
+        if (w->last_error != r) {
+            /* once per kind of failure; the count keeps going in STATUS */
+            log_sink(LOG_ERR, w->name, "write failed: %s; %llu record%s lost (further losses "
+                     "are counted, not logged, until a write succeeds)",
+                     strerror(-r), (unsigned long long)lost, lost == 1 ? "" : "s");
+        }
         w->last_error = r;
-        log_sink(LOG_ERR, w->name, "write failed: %s; %llu record%s lost", strerror(-r),
-                 (unsigned long long)lost, lost == 1 ? "" : "s");
         buf_reset(&w->pending);
         return r;
     }
     buf_reset(&w->pending);
     buf_shrink(&w->pending, 1024 * 1024);
+    if (w->last_error && off > 0) {
+        log_sink(LOG_NOTICE, w->name, "writing again");
+        w->last_error = 0;
+    }
     w->error_logged = false;
     return 0;
 }
