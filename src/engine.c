@@ -60,7 +60,6 @@ struct gen;
 
 struct ep_state {
     const struct endpoint_cfg *cfg; /* borrowed from gen->cfg */
-    struct engine *engine;
     struct gen *gen;
     ev_timer timer;                 /* daemon mode schedule */
     struct ep_state *qnext;         /* FIFO of due endpoints */
@@ -74,14 +73,14 @@ struct ep_state {
     uint32_t consecutive_failures;
     usec_t down_since;              /* CLOCK_REALTIME of the first failure in a row */
     usec_t next_reminder;           /* CLOCK_MONOTONIC of the next "still failing" */
-    usec_t reminder_step;
-    uint64_t failed_since_reminder;
-    uint64_t fetches;
-    uint64_t failures;
-    uint64_t skipped;
+    uint32_t reminder_step_s;       /* seconds to the reminder after that */
+    uint32_t fetches;
+    uint32_t failures;
+    uint32_t skipped;
 };
 
 struct gen {
+    struct engine *engine;
     struct config *cfg;  /* owned */
     struct ep_state *eps; /* owned, parallel to cfg->endpoints */
     size_t n_eps;
@@ -420,15 +419,13 @@ static void engine_account(struct engine *e, struct ep_state *s, const struct re
     lf.curl_code = rec->curl_code;
     if (s->consecutive_failures == 1) {
         s->down_since = rec->fetched_at;
-        s->reminder_step = ENGINE_REMINDER_FIRST;
-        s->next_reminder = now + s->reminder_step;
-        s->failed_since_reminder = 0;
+        s->reminder_step_s = (uint32_t)(ENGINE_REMINDER_FIRST / USEC_PER_SEC);
+        s->next_reminder = now + ENGINE_REMINDER_FIRST;
         lf.event = LOG_EV_ENDPOINT_DOWN;
         log_full(LOG_WARNING, &lf, "fetch failed: %s: %s", lf.error_kind,
                  rec->message ? rec->message : "");
         return;
     }
-    s->failed_since_reminder++;
     if (now >= s->next_reminder) {
         char since[32];
         time_format_rfc3339_ms(s->down_since, since);
@@ -436,10 +433,10 @@ static void engine_account(struct engine *e, struct ep_state *s, const struct re
         log_full(LOG_WARNING, &lf, "still failing since %s (%u failed fetches in a row); last: "
                  "%s: %s",
                  since, s->consecutive_failures, lf.error_kind, rec->message ? rec->message : "");
-        s->failed_since_reminder = 0;
-        s->reminder_step = s->reminder_step * 2 > ENGINE_REMINDER_MAX ? ENGINE_REMINDER_MAX
-                                                                       : s->reminder_step * 2;
-        s->next_reminder = now + s->reminder_step;
+        usec_t step = (usec_t)s->reminder_step_s * 2 * USEC_PER_SEC;
+        step = step > ENGINE_REMINDER_MAX ? ENGINE_REMINDER_MAX : step;
+        s->reminder_step_s = (uint32_t)(step / USEC_PER_SEC);
+        s->next_reminder = now + step;
         return;
     }
     lf.event = LOG_EV_FETCH_FAILED;
@@ -641,7 +638,7 @@ static void ep_schedule_first(struct engine *e, struct ep_state *s, usec_t now)
 static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct ep_state *s = w->data;
-    struct engine *e = s->engine;
+    struct engine *e = s->gen->engine;
     (void)loop;
     (void)revents;
     if (e->stopping) {
@@ -674,6 +671,7 @@ static struct gen *gen_new(struct engine *e, struct config *cfg)
         config_free(cfg);
         return NULL;
     }
+    g->engine = e;
     g->cfg = cfg;
     g->n_eps = cfg->n_endpoints;
     g->eps = calloc(g->n_eps ? g->n_eps : 1, sizeof(*g->eps));
@@ -684,7 +682,6 @@ static struct gen *gen_new(struct engine *e, struct config *cfg)
     for (size_t i = 0; i < g->n_eps; i++) {
         struct ep_state *s = &g->eps[i];
         s->cfg = &cfg->endpoints[i];
-        s->engine = e;
         s->gen = g;
         s->selected = e->opt.n_only == 0 && s->cfg->enabled;
         ev_timer_init(&s->timer, ep_timer_cb, 0., 0.);
@@ -785,8 +782,7 @@ static void engine_reload(struct engine *e)
         ns->consecutive_failures = os->consecutive_failures;
         ns->down_since = os->down_since;
         ns->next_reminder = os->next_reminder;
-        ns->reminder_step = os->reminder_step;
-        ns->failed_since_reminder = os->failed_since_reminder;
+        ns->reminder_step_s = os->reminder_step_s;
         ns->fetches = os->fetches;
         ns->failures = os->failures;
         ns->skipped = os->skipped;
