@@ -1408,6 +1408,11 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
         L->mute = was_mute;
     }
     /* checks across keys, reported at the key that has to change */
+    if (ep->body && strcmp(ep->method, "HEAD") == 0) {
+        _cleanup_free_ char *bp = mkpath("endpoints", nm->name, "body");
+        lerr(L, pick(own, L, EK_BODY), false, bp,
+             "a HEAD request cannot carry a body; remove \"body\" or use another method");
+    }
     if (ep->jitter && ep->jitter > ep->interval / 2) {
         struct src js = pick(own, L, EK_JITTER);
         char a[32], b[32], c[32];
@@ -1656,6 +1661,7 @@ bool config_endpoint_equal(const struct config *ca, const struct endpoint_cfg *a
 {
     if (!str_eq(a->name, b->name) || !str_eq(a->url, b->url) || !str_eq(a->method, b->method) ||
         a->n_headers != b->n_headers || a->body_len != b->body_len ||
+        (a->body == NULL) != (b->body == NULL) ||
         (a->body_len && memcmp(a->body, b->body, a->body_len) != 0) ||
         a->interval != b->interval || a->timeout != b->timeout ||
         a->connect_timeout != b->connect_timeout || a->low_speed_time != b->low_speed_time ||

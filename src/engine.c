@@ -70,6 +70,7 @@ struct ep_state {
     usec_t base;                    /* CLOCK_MONOTONIC schedule point, before jitter */
     usec_t due;                     /* the next run: base + jitter */
     usec_t queued_due;              /* the due time of the run now queued */
+    usec_t last_fire;               /* CLOCK_MONOTONIC when the timer last ran */
     uint32_t consecutive_failures;
     usec_t down_since;              /* CLOCK_REALTIME of the first failure in a row */
     usec_t next_reminder;           /* CLOCK_MONOTONIC of the next "still failing" */
@@ -100,6 +101,7 @@ struct engine {
     size_t queued;
     struct xfer *pool;          /* owned, limits.max_concurrent entries of the first config */
     size_t pool_n;
+    uint32_t max_per_host;      /* in effect (set at start) */
     struct xfer *free_xfers;
     unsigned in_flight;
     ev_timer kick;
@@ -128,6 +130,8 @@ struct engine {
     char status[512];
     char reload_error[300];
     usec_t boot_gap;            /* CLOCK_BOOTTIME - CLOCK_MONOTONIC: grows in suspend */
+    bool boot_gap_valid;
+    usec_t last_check;          /* CLOCK_MONOTONIC of the previous resume check */
     bool progress_shown;
 };
 
@@ -258,8 +262,11 @@ static void engine_check_resume(struct engine *e)
 {
     usec_t mono = now_usec(CLOCK_MONOTONIC);
     usec_t gap = now_usec(CLOCK_BOOTTIME) - mono;
-    if (e->boot_gap == 0 || gap < e->boot_gap) {
+    usec_t prev_check = e->last_check;
+    e->last_check = mono;
+    if (!e->boot_gap_valid || gap < e->boot_gap) {
         e->boot_gap = gap;
+        e->boot_gap_valid = true;
         return;
     }
     usec_t slept = gap - e->boot_gap;
@@ -277,7 +284,9 @@ static void engine_check_resume(struct engine *e)
         if (!s->selected) {
             continue;
         }
-        bool due = s->due <= mono + slept;
+        /* due during the sleep, unless its own timer already ran it since
+         * the machine woke up */
+        bool due = s->due <= mono + slept && s->last_fire <= prev_check;
         usec_t base = s->base > slept ? s->base - slept : 0;
         usec_t iv = s->cfg->interval;
         usec_t k = mono > base ? (mono - base) / iv + 1 : 0;
@@ -368,8 +377,9 @@ static void engine_dispatch(struct engine *e, struct gen *g, const struct endpoi
     }
 }
 
-static void engine_emit(struct engine *e, struct gen *g, struct ep_state *s,
-                        const struct record *rec)
+/* The record goes to the sinks of the endpoint's current definition (a
+ * transfer carried over by a reload delivers to the new sinks). */
+static void engine_emit(struct engine *e, struct ep_state *s, const struct record *rec)
 {
     buf_reset(&e->line);
     if (record_serialize(rec, &e->line) < 0) {
@@ -377,7 +387,7 @@ static void engine_emit(struct engine *e, struct gen *g, struct ep_state *s,
         e->st.records_lost++;
         return;
     }
-    engine_dispatch(e, g, s->cfg, e->line.data, e->line.len);
+    engine_dispatch(e, s->gen, s->cfg, e->line.data, e->line.len);
     buf_shrink(&e->line, 1024 * 1024);
 }
 
@@ -469,16 +479,22 @@ static void engine_gen_unref(struct engine *e, struct gen *g)
     }
 }
 
+/* A transfer holds two references: on x->gen, whose config its request
+ * was built from (libcurl reads the body from that config's arena), and on
+ * its owner's generation, whose ep_state it updates when it completes. A
+ * reload that carries the endpoint over moves the second one. */
 static void engine_release_xfer(struct engine *e, struct xfer *x)
 {
     struct ep_state *s = x->owner;
-    struct gen *g = x->gen;
+    struct gen *def = x->gen;
+    struct gen *own = s->gen;
     s->xfer = NULL;
     xfer_release(x);
     x->next_free = e->free_xfers;
     e->free_xfers = x;
     e->in_flight--;
-    engine_gen_unref(e, g);
+    engine_gen_unref(e, def);
+    engine_gen_unref(e, own);
 }
 
 /* http_done_fn: a transfer finished (easy already removed from multi). */
@@ -493,7 +509,7 @@ static void engine_xfer_done(void *userdata, CURL *easy, CURLcode res)
 
     xfer_result(x, res, &rec, &e->data, msg, sizeof(msg));
     engine_account(e, s, &rec);
-    engine_emit(e, x->gen, s, &rec);
+    engine_emit(e, s, &rec);
     buf_shrink(&e->data, 1024 * 1024);
     engine_release_xfer(e, x);
     if (e->qhead && !e->stopping) {
@@ -514,7 +530,7 @@ static void engine_fail_start(struct engine *e, struct ep_state *s, int err)
                                   : "could not start the transfer",
     };
     engine_account(e, s, &rec);
-    engine_emit(e, s->gen, s, &rec);
+    engine_emit(e, s, &rec);
 }
 
 static void engine_start_some(struct engine *e)
@@ -539,7 +555,7 @@ static void engine_start_some(struct engine *e)
             continue;
         }
         s->xfer = x;
-        s->gen->refs++;
+        s->gen->refs += 2; /* definition and owner, see engine_release_xfer */
         e->in_flight++;
         e->started_this_iter++;
         usec_t now = now_usec(CLOCK_MONOTONIC);
@@ -646,6 +662,7 @@ static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
     usec_t now = now_usec(CLOCK_MONOTONIC);
     usec_t due = s->due;
+    s->last_fire = now;
     hist_add(&e->lateness, now > due ? now - due : 0);
     /* Next run: the next point of the grid after now. After a SIGSTOP or a
      * suspend this run is the one catch-up, not a burst of missed ticks. */
@@ -749,6 +766,24 @@ static void engine_reload(struct engine *e)
             log_warning("--endpoint '%s' is no longer in the configuration", e->opt.only[i]);
         }
     }
+    /* a removed endpoint still fetching delivers to the sinks of the same
+     * names in the new config: keep those open */
+    for (size_t i = 0; i < e->pool_n; i++) {
+        struct ep_state *os = e->pool[i].owner;
+        if (!os) {
+            continue;
+        }
+        const struct endpoint_cfg *nep = config_find_endpoint(ncfg, os->cfg->name);
+        if (nep && ng->eps[nep - ncfg->endpoints].selected) {
+            continue; /* carried over: the new definition's sinks are open */
+        }
+        for (uint32_t j = 0; j < os->cfg->n_sinks; j++) {
+            int si = config_sink_index(ncfg, os->gen->cfg->sinks[os->cfg->sinks[j]].name);
+            if (si >= 0) {
+                ncfg->sinks[si].used = true;
+            }
+        }
+    }
     struct sinkset nsinks = {0};
     r = sinkset_reopen(&nsinks, ncfg, &e->sinks, e->cur->cfg, e->loop);
     if (r < 0) {
@@ -759,12 +794,13 @@ static void engine_reload(struct engine *e)
     e->sinks = nsinks;
 
     struct gen *old = e->cur;
+    ev_now_update(e->loop); /* timers below are relative to the loop's clock */
     usec_t now = now_usec(CLOCK_MONOTONIC);
-    if (ncfg->limits.max_concurrent != old->cfg->limits.max_concurrent ||
-        ncfg->limits.max_per_host != old->cfg->limits.max_per_host) {
-        log_warning("limits.max_concurrent and limits.max_per_host keep their values (%u, %u) "
+    if (ncfg->limits.max_concurrent != e->pool_n ||
+        ncfg->limits.max_per_host != e->max_per_host) {
+        log_warning("limits.max_concurrent and limits.max_per_host keep their values (%zu, %u) "
                     "until fetchd restarts",
-                    (unsigned)e->pool_n, old->cfg->limits.max_per_host);
+                    e->pool_n, e->max_per_host);
     }
     unsigned added = 0, changed = 0, kept = 0, removed = 0;
     for (size_t i = 0; i < ng->n_eps; i++) {
@@ -789,10 +825,12 @@ static void engine_reload(struct engine *e)
         ns->last_error = os->last_error;
         if (os->xfer) {
             /* the transfer completes for the new state; its endpoint
-             * definition stays in the old generation until then */
+             * definition stays in its own generation until then */
             ns->xfer = os->xfer;
             ns->xfer->owner = ns;
             os->xfer = NULL;
+            ng->refs++;
+            engine_gen_unref(e, old); /* cannot free it: x->gen still counts */
         }
         if (config_endpoint_equal(old->cfg, os->cfg, ng->cfg, ns->cfg)) {
             kept++;
@@ -876,7 +914,7 @@ static void engine_abort_in_flight(struct engine *e)
         rec.excerpt = NULL;
         snprintf(msg, sizeof(msg), "fetchd was stopped before the transfer completed");
         engine_account(e, s, &rec);
-        engine_emit(e, x->gen, s, &rec);
+        engine_emit(e, s, &rec);
         engine_release_xfer(e, x);
     }
 }
@@ -996,12 +1034,13 @@ int engine_new(struct engine **ret, struct config *cfg, const struct engine_opti
 
     /* the pool is sized once: a reload changing max_concurrent takes effect
      * at the next start (the reload says so) */
-    e->pool_n = cfg->limits.max_concurrent;
-    e->pool = calloc(e->pool_n, sizeof(*e->pool));
+    e->pool = calloc(cfg->limits.max_concurrent, sizeof(*e->pool));
     if (!e->pool) {
         r = -ENOMEM;
         goto fail;
     }
+    e->pool_n = cfg->limits.max_concurrent;
+    e->max_per_host = cfg->limits.max_per_host;
     for (size_t i = e->pool_n; i-- > 0;) {
         e->pool[i].next_free = e->free_xfers;
         e->free_xfers = &e->pool[i];
@@ -1141,7 +1180,9 @@ int engine_run(struct engine *e)
         notify_ready(e->status);
     }
 
-    if (e->st.selected > 0 || !e->opt.once) {
+    /* with --once everything may already be done (every transfer failed
+     * to start): an ev_break before ev_run would be forgotten */
+    if (!e->opt.once || !engine_finished(e)) {
         ev_run(e->loop, 0);
     }
 

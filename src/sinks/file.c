@@ -88,7 +88,7 @@ static int file_open(struct sink *s, char *err, size_t errlen)
         free(f);
         return fd;
     }
-    writer_init(&f->w, s->loop, fd, s->name, &s->dropped);
+    writer_init(&f->w, s->loop, fd, &s->name, &s->dropped);
     s->priv = f;
     return 0;
 }
@@ -118,7 +118,7 @@ static int file_reopen(struct sink *s)
     }
     writer_done(&f->w);
     close(f->w.fd);
-    writer_init(&f->w, s->loop, fd, s->name, &s->dropped);
+    writer_init(&f->w, s->loop, fd, &s->name, &s->dropped);
     return 0;
 }
 

@@ -21,7 +21,7 @@ static int stdout_open(struct sink *s, char *err, size_t errlen)
     if (!w) {
         return -ENOMEM;
     }
-    writer_init(w, s->loop, STDOUT_FILENO, s->name, &s->dropped);
+    writer_init(w, s->loop, STDOUT_FILENO, &s->name, &s->dropped);
     s->priv = w;
     return 0;
 }

@@ -19,7 +19,14 @@ static void writer_io_cb(struct ev_loop *loop, ev_io *io, int revents)
     (void)writer_flush(w, false);
 }
 
-void writer_init(struct writer *w, struct ev_loop *loop, int fd, const char *name,
+/* fds shared by several writers (stdout, when a reload replaces a stdout
+ * sink: the new one opens before the old one closes): O_NONBLOCK is set by
+ * the first and cleared by the last */
+#define WRITER_SHARED_FDS 3
+static unsigned shared_users[WRITER_SHARED_FDS];
+static bool shared_we_set[WRITER_SHARED_FDS];
+
+void writer_init(struct writer *w, struct ev_loop *loop, int fd, const char *const *name,
                  uint64_t *dropped)
 {
     memset(w, 0, sizeof(*w));
@@ -34,10 +41,19 @@ void writer_init(struct writer *w, struct ev_loop *loop, int fd, const char *nam
         if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
             /* A slow reader must not stall the loop: make the fd
              * non-blocking (restored in writer_done). */
-            int fl = fcntl(fd, F_GETFL);
-            if (fl >= 0 && !(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0) {
-                w->nonblock = true;
+            bool shared = fd >= 0 && fd < WRITER_SHARED_FDS;
+            if (shared && shared_users[fd]++ > 0) {
+                w->nonblock = shared_we_set[fd];
+            } else {
+                int fl = fcntl(fd, F_GETFL);
+                if (fl >= 0 && !(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0) {
+                    w->nonblock = true;
+                }
+                if (shared) {
+                    shared_we_set[fd] = w->nonblock;
+                }
             }
+            w->counted = shared;
         }
     }
     ev_io_init(&w->io, writer_io_cb, fd, EV_WRITE);
@@ -66,7 +82,7 @@ int writer_append(struct writer *w, const char *line, size_t len)
     if (r < 0) {
         (*w->dropped)++;
         if (!w->error_logged) {
-            log_sink(LOG_WARNING, w->name,
+            log_sink(LOG_WARNING, *w->name,
                      "output is not keeping up (%zu bytes pending), dropping records",
                      w->pending.len);
             w->error_logged = true;
@@ -94,7 +110,7 @@ static void writer_repair(struct writer *w, size_t written)
     struct stat st;
     if (fstat(w->fd, &st) == 0 && (size_t)st.st_size >= written - whole) {
         if (ftruncate(w->fd, st.st_size - (off_t)(written - whole)) < 0) {
-            log_sink(LOG_ERR, w->name, "cannot remove a partial record after a write error: %s",
+            log_sink(LOG_ERR, *w->name, "cannot remove a partial record after a write error: %s",
                      strerror(errno));
         }
     }
@@ -148,7 +164,7 @@ int writer_flush(struct writer *w, bool block)
         *w->dropped += lost;
         if (w->last_error != r) {
             /* once per kind of failure; the count keeps going in STATUS */
-            log_sink(LOG_ERR, w->name, "write failed: %s; %llu record%s lost (further losses "
+            log_sink(LOG_ERR, *w->name, "write failed: %s; %llu record%s lost (further losses "
                      "are counted, not logged, until a write succeeds)",
                      strerror(-r), (unsigned long long)lost, lost == 1 ? "" : "s");
         }
@@ -159,7 +175,7 @@ int writer_flush(struct writer *w, bool block)
     buf_reset(&w->pending);
     buf_shrink(&w->pending, 1024 * 1024);
     if (w->last_error && off > 0) {
-        log_sink(LOG_NOTICE, w->name, "writing again");
+        log_sink(LOG_NOTICE, *w->name, "writing again");
         w->last_error = 0;
     }
     w->error_logged = false;
@@ -171,7 +187,11 @@ void writer_done(struct writer *w)
     if (w->loop) {
         ev_io_stop(w->loop, &w->io);
     }
-    if (w->nonblock) {
+    bool last = true;
+    if (w->counted) {
+        last = --shared_users[w->fd] == 0;
+    }
+    if (w->nonblock && last) {
         int fl = fcntl(w->fd, F_GETFL);
         if (fl >= 0) {
             (void)fcntl(w->fd, F_SETFL, fl & ~O_NONBLOCK);

@@ -24,10 +24,11 @@ struct writer {
     int fd;
     bool regular;        /* regular file (blocking writes, truncate on error) */
     bool nonblock;       /* we set O_NONBLOCK and must restore it */
+    bool counted;        /* counted as a user of a shared fd (stdout) */
     struct buf pending;  /* whole lines not yet written */
     ev_io io;            /* EV_WRITE watcher while a pipe/socket is full */
     struct ev_loop *loop;
-    const char *name;    /* for log messages (borrowed) */
+    const char *const *name; /* the sink's name (a reload may repoint it) */
     uint64_t *dropped;   /* records lost: the owning sink's counter */
     int last_error;      /* -errno */
     bool error_logged;
@@ -35,7 +36,7 @@ struct writer {
 
 /* Takes fd (not owned: the caller closes it). Lost records are added to
  * *dropped. */
-void writer_init(struct writer *w, struct ev_loop *loop, int fd, const char *name,
+void writer_init(struct writer *w, struct ev_loop *loop, int fd, const char *const *name,
                  uint64_t *dropped);
 /* Appends one whole line. Returns 0 or -ENOBUFS (dropped, counted). */
 int writer_append(struct writer *w, const char *line, size_t len);

@@ -235,6 +235,114 @@ START_TEST(test_failure_flood_is_bounded)
 }
 END_TEST
 
+/* Rewrites the config and sends SIGHUP, then waits until the reload is
+ * logged (the Nth "configuration reloaded" line). */
+static void reload_to(pid_t pid, const char *errp, const char *text, int nth)
+{
+    char *path = tu_write(dir, "fetchd.json", text);
+    free(path);
+    kill(pid, SIGHUP);
+    double end = tu_now() + 10 * slack();
+    for (;;) {
+        char *err = tu_read(errp);
+        int n = 0;
+        for (const char *p = err; p && (p = strstr(p, "configuration reloaded")); p++) {
+            n++;
+        }
+        free(err);
+        if (n >= nth) {
+            return;
+        }
+        ck_assert_msg(tu_now() < end, "reload %d not applied", nth);
+        usleep(20000);
+    }
+}
+
+START_TEST(test_reload_twice_with_transfer_in_flight)
+{
+    /* A's fetch takes 1.5 s. Reload 1 keeps A (its transfer moves to the
+     * new generation), reload 2 removes A while it is still in flight:
+     * the transfer must complete into a live state and deliver its record
+     * (a use-after-free before the owner held its own reference) */
+    char *rec = tu_fmt("%s/records.jsonl", dir);
+    char *v1 = tu_fmt("{\"defaults\": {\"interval\": \"10s\", \"sinks\": [\"out\"]},"
+                      " \"sinks\": {\"out\": {\"type\": \"file\", \"path\": \"%s\"}},"
+                      " \"endpoints\": {\"a\": {\"url\": \"http://127.0.0.1:%d/a?delay=1500\", \"interval\": \"100ms\"}}}",
+                      rec, port);
+    char *v2 = tu_fmt("{\"defaults\": {\"interval\": \"10s\", \"sinks\": [\"out\"]},"
+                      " \"sinks\": {\"out\": {\"type\": \"file\", \"path\": \"%s\"}},"
+                      " \"endpoints\": {\"a\": {\"url\": \"http://127.0.0.1:%d/a?delay=1500\", \"interval\": \"100ms\"},"
+                      " \"b\": {\"url\": \"http://127.0.0.1:%d/b\"}}}",
+                      rec, port, port);
+    char *v3 = tu_fmt("{\"defaults\": {\"interval\": \"10s\", \"sinks\": [\"out\"]},"
+                      " \"sinks\": {\"out\": {\"type\": \"file\", \"path\": \"%s\"}},"
+                      " \"endpoints\": {\"b\": {\"url\": \"http://127.0.0.1:%d/b\"}}}",
+                      rec, port);
+    char *outp, *errp;
+    long before = tu_httpd_requests(port);
+    pid_t pid = start_daemon(v1, &outp, &errp);
+    ck_assert(tu_httpd_wait_requests(port, before + 1, 30)); /* a is in flight */
+    reload_to(pid, errp, v2, 1);
+    reload_to(pid, errp, v3, 2);
+    usleep(2000000); /* a completes */
+    kill(pid, SIGTERM);
+    int st = tu_wait(pid, 10 * slack());
+    char *err = tu_read(errp);
+    ck_assert_msg(st == 0, "status %d: %s", st, err);
+    char *content = tu_read(rec);
+    double t[16];
+    ck_assert_uint_eq(times_of(content, "a", t, 16), 1);
+    ck_assert_ptr_null(strstr(content, "\"kind\":\"cancelled\""));
+    free(content);
+    free(err);
+    free(v1);
+    free(v2);
+    free(v3);
+    free(rec);
+    free(outp);
+    free(errp);
+}
+END_TEST
+
+START_TEST(test_reload_in_flight_record_goes_to_the_right_sink)
+{
+    /* x uses sink "a" (the only defined one, index 0) and is in flight; the
+     * new config defines "b" before "a": x's record must land in a's file,
+     * not in b's (it was dispatched by the old index before) */
+    char *fa = tu_fmt("%s/a.jsonl", dir), *fb = tu_fmt("%s/b.jsonl", dir);
+    char *v1 = tu_fmt("{\"sinks\": {\"a\": {\"type\": \"file\", \"path\": \"%s\"}},"
+                      " \"endpoints\": {\"x\": {\"url\": \"http://127.0.0.1:%d/x?delay=1000\","
+                      " \"interval\": \"10s\", \"sinks\": [\"a\"]}}}",
+                      fa, port);
+    char *v2 = tu_fmt("{\"sinks\": {\"b\": {\"type\": \"file\", \"path\": \"%s\"},"
+                      " \"a\": {\"type\": \"file\", \"path\": \"%s\"}},"
+                      " \"endpoints\": {\"x\": {\"url\": \"http://127.0.0.1:%d/x?delay=1000\","
+                      " \"interval\": \"10s\", \"sinks\": [\"a\"]},"
+                      " \"y\": {\"url\": \"http://127.0.0.1:%d/y\", \"interval\": \"10s\", \"sinks\": [\"b\"]}}}",
+                      fb, fa, port, port);
+    char *outp, *errp;
+    long before = tu_httpd_requests(port);
+    pid_t pid = start_daemon(v1, &outp, &errp);
+    ck_assert(tu_httpd_wait_requests(port, before + 1, 30));
+    reload_to(pid, errp, v2, 1);
+    usleep(1500000);
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait(pid, 10 * slack()), 0);
+    char *ca = tu_read(fa), *cb = tu_read(fb);
+    double t[16];
+    ck_assert_uint_eq(times_of(ca, "x", t, 16), 1);
+    ck_assert_uint_eq(times_of(cb ? cb : "", "x", t, 16), 0);
+    free(ca);
+    free(cb);
+    free(v1);
+    free(v2);
+    free(fa);
+    free(fb);
+    free(outp);
+    free(errp);
+}
+END_TEST
+
 static Suite *schedule_suite(void)
 {
     Suite *s = suite_create("schedule");
@@ -245,6 +353,8 @@ static Suite *schedule_suite(void)
     tcase_add_test(tc, test_jitter_is_symmetric);
     tcase_add_test(tc, test_align_to_wall_clock);
     tcase_add_test(tc, test_failure_flood_is_bounded);
+    tcase_add_test(tc, test_reload_twice_with_transfer_in_flight);
+    tcase_add_test(tc, test_reload_in_flight_record_goes_to_the_right_sink);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -142,6 +142,8 @@ static const struct bad_case bad_cases[] = {
      "must be smaller than the interval"},
     {"align not bool", "{\"endpoints\": {\"a\": {\"url\": \"http://x/\", \"align\": 1}}}",
      "endpoints.a.align: expected true or false"},
+    {"HEAD with a body", "{\"endpoints\": {\"a\": {\"url\": \"http://x/\", \"method\": \"HEAD\", \"body\": \"x\"}}}",
+     "endpoints.a.body: a HEAD request cannot carry a body"},
     {"redirects out of range", "{\"endpoints\": {\"a\": {\"url\": \"http://x/\", \"max_redirects\": 51}}}",
      "endpoints.a.max_redirects: 51 is out of range"},
 };
