@@ -90,8 +90,10 @@ static double wall_now(void)
 START_TEST(test_catch_up_once_after_sigstop)
 {
     /* 5 endpoints every 200 ms; stopped for 1.5 s (7 missed runs each);
-     * after SIGCONT each endpoint runs once right away, then on its grid:
-     * no endpoint runs more than twice in the first 250 ms */
+     * after SIGCONT each endpoint runs once right away, then on its grid.
+     * In the first 250 ms that is the catch-up plus at most two grid
+     * points (the next one may come just after the catch-up); a burst of
+     * the missed runs would be 7 or more */
     char *rec = tu_fmt("%s/records.jsonl", dir);
     char *cfg = tu_fmt("{\"defaults\": {\"interval\": \"200ms\", \"sinks\": [\"out\"]},"
                        " \"sinks\": {\"out\": {\"type\": \"file\", \"path\": \"%s\"}},"
@@ -119,7 +121,7 @@ START_TEST(test_catch_up_once_after_sigstop)
         for (size_t k = 0; k < n; k++) {
             burst += t[k] >= cont - 0.01 && t[k] < cont + 0.25;
         }
-        ck_assert_msg(burst >= 1 && burst <= 2, "endpoint %s ran %zu times right after SIGCONT",
+        ck_assert_msg(burst >= 1 && burst <= 3, "endpoint %s ran %zu times right after SIGCONT",
                       names[i], burst);
     }
     free(content);
@@ -225,8 +227,9 @@ START_TEST(test_failure_flood_is_bounded)
     }
     ck_assert_msg(warnings <= 101 + 1, "%zu warning lines", warnings);
     ck_assert_msg(strstr(err, "messages about endpoints were suppressed"), "%s", err);
-    /* every failure is still a record */
-    ck_assert_uint_ge(tu_lines(out), 300 * 5);
+    /* every failure is still a record (about 10 runs each in 2 s; under
+     * valgrind at least every endpoint's first) */
+    ck_assert_uint_ge(tu_lines(out), slack() > 1 ? 300 : 300 * 5);
     free(err);
     free(out);
     free(cfg);
