@@ -207,9 +207,9 @@ static void engine_check_done(struct engine *e)
 }
 
 /* 60 one-second buckets of fetches and errors, for "last 60s" in STATUS. */
-static void ring_advance(struct engine *e)
+static void ring_advance(struct engine *e, usec_t now)
 {
-    uint64_t sec = now_usec(CLOCK_MONOTONIC) / USEC_PER_SEC;
+    uint64_t sec = now / USEC_PER_SEC;
     if (e->ring_sec == 0) {
         e->ring_sec = sec;
     }
@@ -232,7 +232,7 @@ static void engine_status_line(struct engine *e, char *buf, size_t len)
             failing += s->consecutive_failures > 0;
         }
     }
-    ring_advance(e);
+    ring_advance(e, now_usec(CLOCK_MONOTONIC));
     uint64_t f = 0, err = 0;
     for (int i = 0; i < ENGINE_RING; i++) {
         f += e->ring_fetches[i];
@@ -398,7 +398,7 @@ static void engine_emit(struct engine *e, struct ep_state *s, const struct recor
 static void engine_account(struct engine *e, struct ep_state *s, const struct record *rec)
 {
     usec_t now = now_usec(CLOCK_MONOTONIC);
-    ring_advance(e);
+    ring_advance(e, now);
     e->ring_fetches[e->ring_sec % ENGINE_RING]++;
     e->st.fetches++;
     s->fetches++;
@@ -1007,14 +1007,6 @@ int engine_new(struct engine **ret, struct config *cfg, const struct engine_opti
     }
     e->opt = *opt;
     int r;
-    for (size_t i = 0; i < opt->n_only; i++) {
-        if (!config_find_endpoint(cfg, opt->only[i])) {
-            log_error("--endpoint '%s': no such endpoint in %s", opt->only[i], cfg->path);
-            config_free(cfg);
-            free(e);
-            return -EINVAL;
-        }
-    }
     if (getrandom(&e->rng, sizeof(e->rng), GRND_NONBLOCK) != sizeof(e->rng) || e->rng == 0) {
         e->rng = now_usec(CLOCK_REALTIME) | 1;
     }
@@ -1111,28 +1103,6 @@ static void engine_unblock_signals(void)
     sigprocmask(SIG_UNBLOCK, &set, NULL);
 }
 
-/* A watcher that must not keep ev_run() alive on its own. */
-static void engine_start_weak(struct engine *e, void (*start)(struct ev_loop *, void *), void *w)
-{
-    start(e->loop, w);
-    ev_unref(e->loop);
-}
-
-static void start_prepare(struct ev_loop *l, void *w)
-{
-    ev_prepare_start(l, w);
-}
-
-static void start_check(struct ev_loop *l, void *w)
-{
-    ev_check_start(l, w);
-}
-
-static void start_timer(struct ev_loop *l, void *w)
-{
-    ev_timer_start(l, w);
-}
-
 int engine_run(struct engine *e)
 {
     e->started = now_usec(CLOCK_MONOTONIC);
@@ -1140,8 +1110,12 @@ int engine_run(struct engine *e)
     ev_signal_start(e->loop, &e->sigint);
     ev_signal_start(e->loop, &e->sighup);
     engine_unblock_signals();
-    engine_start_weak(e, start_prepare, &e->flush);
-    engine_start_weak(e, start_check, &e->iter_begin);
+    /* "weak" watchers (ev_unref): they must not keep ev_run() alive on
+     * their own; engine_free refs the loop again before stopping them */
+    ev_prepare_start(e->loop, &e->flush);
+    ev_unref(e->loop);
+    ev_check_start(e->loop, &e->iter_begin);
+    ev_unref(e->loop);
 
     usec_t start = now_usec(CLOCK_MONOTONIC);
     for (size_t i = 0; i < e->cur->n_eps; i++) {
@@ -1159,14 +1133,17 @@ int engine_run(struct engine *e)
     if (e->opt.once && e->opt.progress && e->st.selected > 1) {
         progress_engine = e;
         log_set_before_write(progress_clear);
-        engine_start_weak(e, start_timer, &e->progress);
+        ev_timer_start(e->loop, &e->progress);
+        ev_unref(e->loop);
     }
     if (!e->opt.once) {
-        engine_start_weak(e, start_timer, &e->status_timer);
+        ev_timer_start(e->loop, &e->status_timer);
+        ev_unref(e->loop);
         usec_t wd = notify_watchdog_usec();
         if (wd) {
             ev_timer_set(&e->watchdog, usec_to_ev(wd / 2), usec_to_ev(wd / 2));
-            engine_start_weak(e, start_timer, &e->watchdog);
+            ev_timer_start(e->loop, &e->watchdog);
+            ev_unref(e->loop);
             notify_watchdog();
         }
         struct log_fields lf = LOG_FIELDS_INIT;

@@ -88,11 +88,6 @@ void log_setup(enum log_target target)
     }
 }
 
-enum log_target log_effective_target(void)
-{
-    return log_target_eff;
-}
-
 int log_parse_target(const char *s)
 {
     if (strcmp(s, "auto") == 0) {

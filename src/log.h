@@ -68,7 +68,6 @@ struct log_fields {
 
 void log_setup(enum log_target target);
 int log_parse_target(const char *s); /* -EINVAL if unknown */
-enum log_target log_effective_target(void); /* JOURNAL or STDERR */
 void log_set_level(int level);
 int log_get_level(void);
 /* Parses error|warning|notice|info|debug (or 3..7); returns -EINVAL. */
@@ -115,8 +114,3 @@ void log_tick(bool force);
 /* Called before every stderr line (the --once progress line clears itself).
  * NULL to remove. */
 void log_set_before_write(void (*fn)(void));
-
-static inline int log_enabled(int prio)
-{
-    return prio <= log_get_level();
-}

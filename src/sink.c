@@ -30,16 +30,6 @@ const char *sink_type_names(void)
     return "stdout, file";
 }
 
-const struct opt_value *sink_opt(const struct sink *s, const char *key)
-{
-    for (size_t i = 0; s->cfg->type->options[i].key; i++) {
-        if (strcmp(s->cfg->type->options[i].key, key) == 0) {
-            return &s->cfg->values[i];
-        }
-    }
-    return NULL;
-}
-
 int sinkset_open(struct sinkset *set, const struct config *cfg, struct ev_loop *loop)
 {
     return sinkset_reopen(set, cfg, NULL, NULL, loop);

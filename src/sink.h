@@ -85,7 +85,6 @@ struct sink {
 const struct sink_type *sink_type_find(const char *name);
 /* Comma-separated list of sink type names, for error messages. */
 const char *sink_type_names(void);
-const struct opt_value *sink_opt(const struct sink *s, const char *key);
 
 struct sinkset {
     struct sink **sinks; /* owned; parallel to config->sinks, NULL if unused */

@@ -71,11 +71,6 @@ static uint64_t count_lines(const char *p, size_t n)
     return c;
 }
 
-uint64_t writer_pending_records(const struct writer *w)
-{
-    return count_lines(w->pending.data, w->pending.len);
-}
-
 int writer_append(struct writer *w, const char *line, size_t len)
 {
     int r = buf_append(&w->pending, line, len);

@@ -43,6 +43,4 @@ int writer_append(struct writer *w, const char *line, size_t len);
 /* Writes what is pending. block: wait for pipes to drain (exit path only).
  * Returns 0 or -errno (the failed records are dropped and counted). */
 int writer_flush(struct writer *w, bool block);
-/* Counts the lines (records) in the pending data. */
-uint64_t writer_pending_records(const struct writer *w);
 void writer_done(struct writer *w);
