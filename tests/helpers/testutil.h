@@ -46,3 +46,6 @@ char *tu_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Number of lines (records) in s. */
 size_t tu_lines(const char *s);
 double tu_now(void);
+/* How much longer waits may take: 20 when fetchd runs under a wrapper
+ * (FETCHD_WRAPPER, the valgrind test setup), else 1. */
+double tu_slack(void);

@@ -48,15 +48,9 @@ static char *dir;
 static pid_t child; /* the fetchd under test; 0 when none is running */
 static char *cfg_path, *rec_path, *out_path, *err_path;
 
-/* Slower under valgrind: scale the generous bounds. */
-static double slack(void)
-{
-    return getenv("FETCHD_WRAPPER") ? 20.0 : 1.0;
-}
-
 static bool under_valgrind(void)
 {
-    return slack() > 1;
+    return tu_slack() > 1;
 }
 
 /* ---- fake notify socket ------------------------------------------------- */
@@ -402,7 +396,7 @@ static void start_fetchd(const char *cfg_text)
 /* The first READY=1 (index). */
 static long wait_ready(void)
 {
-    long r = nt_find(0, "READY=1", 20 * slack());
+    long r = nt_find(0, "READY=1", 20 * tu_slack());
     ensure(r >= 0, "no READY=1 from fetchd: %s", diag());
     return r;
 }
@@ -425,7 +419,7 @@ static bool alive(void)
 static int stop_fetchd(void)
 {
     ensure(kill(child, SIGTERM) == 0, "kill: %s", strerror(errno));
-    int st = tu_wait(child, 20 * slack());
+    int st = tu_wait(child, 20 * tu_slack());
     child = 0;
     return st;
 }
@@ -453,7 +447,7 @@ static void check_monotonic(long idx)
     ensure(all_digits(v), "RELOADING=1 without MONOTONIC_USEC=<digits> in the same datagram: [%s]%s",
            m, diag());
     double usec = strtod(v, NULL);
-    ensure(usec <= t * 1e6 + 1e6 && usec >= t * 1e6 - 30e6 * slack(),
+    ensure(usec <= t * 1e6 + 1e6 && usec >= t * 1e6 - 30e6 * tu_slack(),
            "MONOTONIC_USEC=%s is not CLOCK_MONOTONIC now (%.0f)", v, t * 1e6);
     free(v);
 }
@@ -464,10 +458,10 @@ static long reload(long *reloading)
 {
     size_t from = nt_count();
     ensure(kill(child, SIGHUP) == 0, "kill: %s", strerror(errno));
-    long r = nt_find(from, "RELOADING=1", 10 * slack());
+    long r = nt_find(from, "RELOADING=1", 10 * tu_slack());
     ensure(r >= 0, "no RELOADING=1 after SIGHUP: %s", diag());
     check_monotonic(r);
-    long ready = nt_find((size_t)r + 1, "READY=1", 10 * slack());
+    long ready = nt_find((size_t)r + 1, "READY=1", 10 * tu_slack());
     ensure(ready >= 0, "no READY=1 after RELOADING=1: %s", diag());
     if (reloading) {
         *reloading = r;
@@ -662,7 +656,7 @@ START_TEST(test_ready_status_stopping)
     ensure(stat(rec_path, &st) == 0, "READY=1 before the file sink was opened: %s", diag());
 
     /* it runs, and READY=1 is not repeated */
-    ensure(wait_records(NULL, 4, 10 * slack()), "no records: %s", diag());
+    ensure(wait_records(NULL, 4, 10 * tu_slack()), "no records: %s", diag());
     usleep(500000);
     size_t n = nt_count();
     ensure(nt_count_line(0, n, "READY=1") == 1, "READY=1 sent more than once: %s", diag());
@@ -691,7 +685,7 @@ START_TEST(test_config_error_no_ready)
     }
     start_fetchd(cfg);
     free(cfg);
-    int st = tu_wait(child, 30 * slack());
+    int st = tu_wait(child, 30 * tu_slack());
     child = 0;
     ensure(st == 78, "exit status %d, want 78: %s", st, diag());
     usleep(200000); /* let the reader pick up anything still queued */
@@ -715,7 +709,7 @@ START_TEST(test_status_line)
 
     /* wait for a STATUS showing the hanging endpoint's timeout as a failure */
     bool seen_final = false, seen_inflight = false;
-    double end = tu_now() + 10 * slack();
+    double end = tu_now() + 10 * tu_slack();
     size_t i = (size_t)r;
     while (!seen_final && tu_now() < end) {
         size_t n = nt_count();
@@ -778,7 +772,7 @@ START_TEST(test_status_counts_of_one)
     free(eps);
     long r = wait_ready();
     char *found = NULL;
-    double end = tu_now() + 10 * slack();
+    double end = tu_now() + 10 * tu_slack();
     size_t i = (size_t)r;
     while (!found && tu_now() < end) {
         for (size_t n = nt_count(); i < n && !found; i++) {
@@ -836,7 +830,7 @@ START_TEST(test_status_sink_drops)
     free(cfg);
     long r = wait_ready();
     bool seen = false;
-    double end = tu_now() + 8 * slack();
+    double end = tu_now() + 8 * tu_slack();
     size_t i = (size_t)r;
     while (!seen && tu_now() < end) {
         for (size_t n = nt_count(); i < n && !seen; i++) {
@@ -930,7 +924,7 @@ START_TEST(test_reload_notify_and_failed_status)
     long rl_bad = 0;
     long ready_bad = reload(&rl_bad);
     ensure(ready_bad > ready, "no READY=1 after the failed reload: %s", diag());
-    long st_idx = nt_find((size_t)rl_bad, "STATUS=reload failed: *", 3 * slack());
+    long st_idx = nt_find((size_t)rl_bad, "STATUS=reload failed: *", 3 * tu_slack());
     ensure(st_idx >= 0, "no STATUS=reload failed: ... after a failed reload: %s", diag());
     char *v = msg_value(nt_msg((size_t)st_idx, NULL), "STATUS=");
     const char *loc = strstr(v, "fetchd.json:3:");
@@ -945,7 +939,7 @@ START_TEST(test_reload_notify_and_failed_status)
     ensure(alive(), "fetchd exited on a broken config at reload: %s", diag());
     /* the old config goes on; the status keeps saying the reload failed */
     size_t before = records(NULL);
-    ensure(wait_records(NULL, before + 4, 10 * slack()), "records stopped after a failed reload: %s",
+    ensure(wait_records(NULL, before + 4, 10 * tu_slack()), "records stopped after a failed reload: %s",
            diag());
     usleep(1500000);
 
@@ -960,7 +954,7 @@ START_TEST(test_reload_notify_and_failed_status)
         free(sv);
     }
     /* the status is back to normal within the next second or so */
-    ensure(wait_records(NULL, records(NULL) + 6, 10 * slack()), "no records after reload: %s",
+    ensure(wait_records(NULL, records(NULL) + 6, 10 * tu_slack()), "no records after reload: %s",
            diag());
     usleep(1200000);
     size_t n = nt_count(), normal = 0;
@@ -992,7 +986,7 @@ START_TEST(test_reload_broken_keeps_old)
     start_fetchd(good);
     free(good);
     wait_ready();
-    ensure(wait_records("a", 2, 10 * slack()), "no records: %s", diag());
+    ensure(wait_records("a", 2, 10 * tu_slack()), "no records: %s", diag());
 
     const char *what;
     if (_i == 0) {
@@ -1015,10 +1009,10 @@ START_TEST(test_reload_broken_keeps_old)
     long rl = 0;
     long ready = reload(&rl);
     ensure(ready > rl, "%s", what);
-    ensure(nt_find((size_t)rl, "STATUS=reload failed: *", 3 * slack()) >= 0,
+    ensure(nt_find((size_t)rl, "STATUS=reload failed: *", 3 * tu_slack()) >= 0,
            "%s: no STATUS=reload failed: ...: %s", what, diag());
     size_t a0 = records("a"), b0 = records("b");
-    ensure(wait_records("a", a0 + 3, 10 * slack()) && wait_records("b", b0 + 3, 10 * slack()),
+    ensure(wait_records("a", a0 + 3, 10 * tu_slack()) && wait_records("b", b0 + 3, 10 * tu_slack()),
            "%s: the old endpoints stopped after the failed reload: %s", what, diag());
     ensure(records("c") == 0, "%s: the broken config's endpoint ran", what);
     ensure(alive(), "%s: fetchd died: %s", what, diag());
@@ -1048,8 +1042,8 @@ START_TEST(test_reload_applies)
     long r = wait_ready();
     double t_ready;
     nt_msg((size_t)r, &t_ready);
-    ensure(wait_records("keep1", 3, 10 * slack()) && wait_records("keep2", 3, 10 * slack()) &&
-               wait_records("gone", 3, 10 * slack()),
+    ensure(wait_records("keep1", 3, 10 * tu_slack()) && wait_records("keep2", 3, 10 * tu_slack()) &&
+               wait_records("gone", 3, 10 * tu_slack()),
            "no records: %s", diag());
 
     /* reload half an interval off the schedule's grid (the schedule was
@@ -1071,10 +1065,10 @@ START_TEST(test_reload_applies)
     reload(NULL);
     size_t gone0 = records("gone");
 
-    ensure(wait_records("added", 3, 10 * slack()), "the endpoint added by the reload never ran: %s",
+    ensure(wait_records("added", 3, 10 * tu_slack()), "the endpoint added by the reload never ran: %s",
            diag());
-    ensure(wait_records("keep1", k1_before + 4, 10 * slack()) &&
-               wait_records("keep2", k2_before + 4, 10 * slack()),
+    ensure(wait_records("keep1", k1_before + 4, 10 * tu_slack()) &&
+               wait_records("keep2", k2_before + 4, 10 * tu_slack()),
            "unchanged endpoints stopped after the reload: %s", diag());
     size_t gone1 = records("gone");
     ensure(gone1 <= gone0 + 1, "the removed endpoint still runs: %zu records at READY=1, %zu later",
@@ -1109,7 +1103,7 @@ START_TEST(test_sigterm_in_flight)
     free(eps);
     wait_ready();
     /* the server has the request: the transfer is in flight for 800 ms */
-    ensure(tu_httpd_wait_requests(port, 1, 10 * slack()), "no request: %s", diag());
+    ensure(tu_httpd_wait_requests(port, 1, 10 * tu_slack()), "no request: %s", diag());
     size_t from = nt_count();
     int st = stop_fetchd();
     ensure(st == 0, "exit status %d: %s", st, diag());
@@ -1183,7 +1177,7 @@ START_TEST(test_sighup_storm)
     free(cfg);
     free(eps);
     long r = wait_ready();
-    ensure(wait_records(NULL, 6, 10 * slack()), "no records: %s", diag());
+    ensure(wait_records(NULL, 6, 10 * tu_slack()), "no records: %s", diag());
 
     /* a steady state: the same fd count twice in a row */
     int fds0 = -1;
@@ -1212,7 +1206,7 @@ START_TEST(test_sighup_storm)
     ensure(alive(), "fetchd died in a SIGHUP storm: %s", diag());
 
     /* wait until the reloads are over: nothing pending, quiet for 1 s */
-    double end = tu_now() + 60 * slack();
+    double end = tu_now() + 60 * tu_slack();
     struct seq q;
     for (;;) {
         analyze((size_t)r + 1, nt_count(), &q);
@@ -1234,11 +1228,11 @@ START_TEST(test_sighup_storm)
 
     /* still fetching */
     size_t n0 = records(NULL);
-    ensure(wait_records(NULL, n0 + 4, 10 * slack()), "no records after the storm: %s", diag());
+    ensure(wait_records(NULL, n0 + 4, 10 * tu_slack()), "no records after the storm: %s", diag());
 
     /* no leaked fds (a connection may be closing: give it a few seconds) */
     int fds1 = -1;
-    end = tu_now() + 5 * slack();
+    end = tu_now() + 5 * tu_slack();
     do {
         fds1 = fd_count(pid);
         if (fds1 == fds0) {
@@ -1272,14 +1266,14 @@ START_TEST(test_reload_reopens_file_sink)
     free(cfg);
     free(eps);
     wait_ready();
-    ensure(wait_records(NULL, 4, 10 * slack()), "no records: %s", diag());
+    ensure(wait_records(NULL, 4, 10 * tu_slack()), "no records: %s", diag());
 
     /* logrotate, "create" mode */
     char *rotated = tu_fmt("%s.1", rec_path);
     ensure(rename(rec_path, rotated) == 0, "rename: %s", strerror(errno));
     reload(NULL);
     size_t old_at_ready = records_in(rotated, NULL, false, NULL, 0);
-    ensure(wait_records(NULL, 4, 10 * slack()), "no records in a new %s after the reload: %s",
+    ensure(wait_records(NULL, 4, 10 * tu_slack()), "no records in a new %s after the reload: %s",
            rec_path, diag());
     int st = stop_fetchd();
     ensure(st == 0, "exit status %d: %s", st, diag());

@@ -30,18 +30,12 @@ static void teardown(void)
     free(dir);
 }
 
-/* Slower under valgrind: scale the generous bounds. */
-static double slack(void)
-{
-    return getenv("FETCHD_WRAPPER") ? 20.0 : 1.0;
-}
-
 /* Writes config text to dir/fetchd.json and runs fetchd with extra args. */
 static void run_cfg(const char *cfg, const char *a1, const char *a2, struct tu_result *res)
 {
     char *path = tu_write(dir, "fetchd.json", cfg);
     const char *argv[8] = {tu_fetchd(), "--once", "-c", path, a1, a2, NULL};
-    tu_run(argv, 60 * slack(), res);
+    tu_run(argv, 60 * tu_slack(), res);
     free(path);
 }
 
@@ -245,7 +239,7 @@ START_TEST(test_concurrency)
     run_cfg(cfg, NULL, NULL, &res);
     ck_assert_msg(res.status == 0, "status %d: %s", res.status, res.err);
     ck_assert_uint_eq(tu_lines(res.out), 200);
-    ck_assert_msg(res.seconds < 2.0 * slack(), "took %.2f s", res.seconds);
+    ck_assert_msg(res.seconds < 2.0 * tu_slack(), "took %.2f s", res.seconds);
     free(cfg);
     tu_result_done(&res);
 }
@@ -578,7 +572,7 @@ START_TEST(test_daemon_stop_finishes_in_flight)
     /* signal only once the server has the request: the fetch is in flight */
     ck_assert(tu_httpd_wait_requests(port, 1, 30));
     kill(pid, SIGTERM);
-    int st = tu_wait(pid, 10 * slack());
+    int st = tu_wait(pid, 10 * tu_slack());
     char *out = tu_read(outp), *err = tu_read(errp);
     ck_assert_msg(st == 0, "status %d: %s", st, err);
     ck_assert_uint_eq(tu_lines(out), 1);
@@ -599,7 +593,7 @@ START_TEST(test_daemon_stop_finishes_in_flight)
     kill(pid, SIGTERM);
     usleep(100000);
     kill(pid, SIGTERM);
-    st = tu_wait(pid, 10 * slack());
+    st = tu_wait(pid, 10 * tu_slack());
     out = tu_read(outp);
     err = tu_read(errp);
     ck_assert_msg(st == 0, "status %d: %s", st, err);
@@ -625,10 +619,10 @@ START_TEST(test_daemon_interval_and_skip)
     char *outp = tu_fmt("%s/out", dir), *errp = tu_fmt("%s/err", dir);
     const char *argv[] = {tu_fetchd(), "-c", path, "--log-level", "debug", NULL};
     pid_t pid = tu_spawn(argv, outp, errp);
-    bool slow = slack() > 1; /* under valgrind startup alone takes a second */
+    bool slow = tu_slack() > 1; /* under valgrind startup alone takes a second */
     usleep(slow ? 4000000 : 1100000);
     kill(pid, SIGTERM);
-    int st = tu_wait(pid, 10 * slack());
+    int st = tu_wait(pid, 10 * tu_slack());
     char *out = tu_read(outp), *err = tu_read(errp);
     ck_assert_msg(st == 0, "status %d: %s", st, err);
     size_t n = tu_lines(out);

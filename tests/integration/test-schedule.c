@@ -30,10 +30,6 @@ static void teardown(void)
     free(dir);
 }
 
-static double slack(void)
-{
-    return getenv("FETCHD_WRAPPER") ? 20.0 : 1.0;
-}
 
 /* Parses "2026-11-21T20:54:00.577Z" to seconds since the epoch. */
 static double parse_ts(const char *s)
@@ -111,7 +107,7 @@ START_TEST(test_catch_up_once_after_sigstop)
     kill(pid, SIGCONT);
     usleep(1000000);
     kill(pid, SIGTERM);
-    ck_assert_int_eq(tu_wait(pid, 10 * slack()), 0);
+    ck_assert_int_eq(tu_wait(pid, 10 * tu_slack()), 0);
     char *content = tu_read(rec);
     const char *names[] = {"a", "b", "c", "d", "e"};
     for (size_t i = 0; i < 5; i++) {
@@ -144,7 +140,7 @@ START_TEST(test_jitter_is_symmetric)
     pid_t pid = start_daemon(cfg, &outp, &errp);
     usleep(4000000);
     kill(pid, SIGTERM);
-    ck_assert_int_eq(tu_wait(pid, 10 * slack()), 0);
+    ck_assert_int_eq(tu_wait(pid, 10 * tu_slack()), 0);
     char *content = tu_read(rec);
     double t[512];
     size_t n = times_of(content, "j", t, 512);
@@ -180,7 +176,7 @@ START_TEST(test_align_to_wall_clock)
     pid_t pid = start_daemon(cfg, &outp, &errp);
     usleep(2600000);
     kill(pid, SIGTERM);
-    ck_assert_int_eq(tu_wait(pid, 10 * slack()), 0);
+    ck_assert_int_eq(tu_wait(pid, 10 * tu_slack()), 0);
     char *content = tu_read(rec);
     double t[64];
     size_t n = times_of(content, "al", t, 64);
@@ -190,7 +186,7 @@ START_TEST(test_align_to_wall_clock)
         if (phase > 0.25) {
             phase -= 0.5;
         }
-        ck_assert_msg(fabs(phase) < 0.06 * slack(), "run %zu is %.0f ms off the .200/.700 grid", k,
+        ck_assert_msg(fabs(phase) < 0.06 * tu_slack(), "run %zu is %.0f ms off the .200/.700 grid", k,
                       phase * 1e3);
     }
     free(content);
@@ -218,7 +214,7 @@ START_TEST(test_failure_flood_is_bounded)
     pid_t pid = start_daemon(cfg, &outp, &errp);
     usleep(2000000);
     kill(pid, SIGTERM);
-    ck_assert_int_eq(tu_wait(pid, 10 * slack()), 0);
+    ck_assert_int_eq(tu_wait(pid, 10 * tu_slack()), 0);
     char *err = tu_read(errp);
     char *out = tu_read(outp);
     size_t warnings = 0;
@@ -229,7 +225,7 @@ START_TEST(test_failure_flood_is_bounded)
     ck_assert_msg(strstr(err, "messages about endpoints were suppressed"), "%s", err);
     /* every failure is still a record (about 10 runs each in 2 s; under
      * valgrind at least every endpoint's first) */
-    ck_assert_uint_ge(tu_lines(out), slack() > 1 ? 300 : 300 * 5);
+    ck_assert_uint_ge(tu_lines(out), tu_slack() > 1 ? 300 : 300 * 5);
     free(err);
     free(out);
     free(cfg);
@@ -245,7 +241,7 @@ static void reload_to(pid_t pid, const char *errp, const char *text, int nth)
     char *path = tu_write(dir, "fetchd.json", text);
     free(path);
     kill(pid, SIGHUP);
-    double end = tu_now() + 10 * slack();
+    double end = tu_now() + 10 * tu_slack();
     for (;;) {
         char *err = tu_read(errp);
         int n = 0;
@@ -289,7 +285,7 @@ START_TEST(test_reload_twice_with_transfer_in_flight)
     reload_to(pid, errp, v3, 2);
     usleep(2000000); /* a completes */
     kill(pid, SIGTERM);
-    int st = tu_wait(pid, 10 * slack());
+    int st = tu_wait(pid, 10 * tu_slack());
     char *err = tu_read(errp);
     ck_assert_msg(st == 0, "status %d: %s", st, err);
     char *content = tu_read(rec);
@@ -330,7 +326,7 @@ START_TEST(test_reload_in_flight_record_goes_to_the_right_sink)
     reload_to(pid, errp, v2, 1);
     usleep(1500000);
     kill(pid, SIGTERM);
-    ck_assert_int_eq(tu_wait(pid, 10 * slack()), 0);
+    ck_assert_int_eq(tu_wait(pid, 10 * tu_slack()), 0);
     char *ca = tu_read(fa), *cb = tu_read(fb);
     double t[16];
     ck_assert_uint_eq(times_of(ca, "x", t, 16), 1);
