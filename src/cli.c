@@ -17,6 +17,7 @@ enum {
     OPT_LOG_LEVEL,
     OPT_NO_PROGRESS,
     OPT_LOG_TARGET,
+    OPT_STATE_DIR,
 };
 
 void cli_print_help(const char *argv0)
@@ -32,6 +33,8 @@ void cli_print_help(const char *argv0)
            "      --log-level LEVEL error, warning, notice (default), info or debug\n"
            "      --log-target T    auto (default: the journal under systemd), journal, stderr\n"
            "      --no-progress     no progress line on a terminal with --once\n"
+           "      --state-dir DIR   keep conditional-request state (ETag, Last-Modified) in DIR\n"
+           "                        (default $STATE_DIRECTORY, set by systemd's StateDirectory=)\n"
            "  -h, --help            show this help\n"
            "  -V, --version         show the version\n"
            "\n"
@@ -58,6 +61,7 @@ int cli_parse(int argc, char **argv, struct cli_args *args, char *err, size_t er
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
         {"log-target", required_argument, NULL, OPT_LOG_TARGET},
+        {"state-dir", required_argument, NULL, OPT_STATE_DIR},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {0},
@@ -115,6 +119,13 @@ int cli_parse(int argc, char **argv, struct cli_args *args, char *err, size_t er
             args->log_target = t;
             break;
         }
+        case OPT_STATE_DIR:
+            if (!*optarg) {
+                snprintf(err, errlen, "--state-dir: the directory is empty");
+                return -EINVAL;
+            }
+            args->state_dir = optarg;
+            break;
         case 'h':
             args->help = true;
             break;
@@ -137,6 +148,16 @@ int cli_parse(int argc, char **argv, struct cli_args *args, char *err, size_t er
         snprintf(err, errlen, "unexpected argument \"%s\" (try --help)", argv[optind]);
         return -EINVAL;
     }
+    const char *env = getenv("STATE_DIRECTORY");
+    if (!args->state_dir && env && *env) {
+        /* systemd: several directories are separated by ':' */
+        args->state_dir_env = strndup(env, strcspn(env, ":"));
+        if (!args->state_dir_env) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        args->state_dir = args->state_dir_env;
+    }
     return 0;
 }
 
@@ -144,5 +165,7 @@ void cli_args_done(struct cli_args *args)
 {
     free(args->only);
     args->only = NULL;
+    free(args->state_dir_env);
+    args->state_dir_env = NULL;
     args->n_only = 0;
 }

@@ -11,10 +11,12 @@ struct cli_args {
     bool progress;        /* --no-progress clears it */
     int log_level;        /* syslog priority */
     int log_target;       /* enum log_target */
+    const char *state_dir; /* --state-dir, else $STATE_DIRECTORY (first entry), or NULL */
     const char **only;    /* owned array (strings borrowed from argv) */
     size_t n_only;
     bool help;
     bool version;
+    char *state_dir_env;  /* owned copy of $STATE_DIRECTORY's first entry */
 };
 
 /* Returns 0, or -EINVAL with a message in err (exit 64). */

@@ -15,6 +15,8 @@
 #include "config.h"
 
 #include <cJSON.h>
+#include <ctype.h>
+#include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +32,7 @@
 
 #include "jptr.h"
 #include "json.h"
+#include "secret.h"
 #include "units.h"
 #include "url.h"
 #include "util/buf.h"
@@ -56,8 +59,29 @@ enum ep_key {
     EK_JITTER,
     EK_ALIGN,
     EK_OFFSET,
+    /* the options of struct endpoint_ext, from here to the end */
+    EK_AUTH,
+    EK_TLS,
+    EK_PROXY,
+    EK_UNIX_SOCKET,
+    EK_HTTP_VERSION,
+    EK_COMPRESSION,
+    EK_SCHEMES,
+    EK_SECRET_HEADERS,
+    EK_SUCCESS_STATUS,
+    EK_RETRY,
+    EK_BREAKER,
+    EK_CONDITIONAL,
+    EK_UNCHANGED_RECORD,
+    EK_CONTENT_TYPE,
+    EK_FORMAT,
+    EK_SPLIT,
+    EK_TIMINGS,
+    EK_RESPONSE_HEADERS,
+    EK_PAGINATE,
     _EK_MAX,
 };
+#define EK_EXT_FIRST EK_AUTH
 
 static const char *const ep_keys[_EK_MAX] = {
     [EK_URL] = "url",
@@ -78,6 +102,25 @@ static const char *const ep_keys[_EK_MAX] = {
     [EK_JITTER] = "jitter",
     [EK_ALIGN] = "align",
     [EK_OFFSET] = "offset",
+    [EK_AUTH] = "auth",
+    [EK_TLS] = "tls",
+    [EK_PROXY] = "proxy",
+    [EK_UNIX_SOCKET] = "unix_socket",
+    [EK_HTTP_VERSION] = "http_version",
+    [EK_COMPRESSION] = "compression",
+    [EK_SCHEMES] = "schemes",
+    [EK_SECRET_HEADERS] = "secret_headers",
+    [EK_SUCCESS_STATUS] = "success_status",
+    [EK_RETRY] = "retry",
+    [EK_BREAKER] = "breaker",
+    [EK_CONDITIONAL] = "conditional",
+    [EK_UNCHANGED_RECORD] = "unchanged_record",
+    [EK_CONTENT_TYPE] = "content_type",
+    [EK_FORMAT] = "format",
+    [EK_SPLIT] = "split",
+    [EK_TIMINGS] = "timings",
+    [EK_RESPONSE_HEADERS] = "response_headers",
+    [EK_PAGINATE] = "paginate",
 };
 
 enum limit_key {
@@ -86,6 +129,7 @@ enum limit_key {
     LK_MAX_BODY_SIZE,
     LK_MAX_ENDPOINTS,
     LK_SHUTDOWN_GRACE,
+    LK_RETRY_BUDGET,
     _LK_MAX,
 };
 
@@ -95,6 +139,7 @@ static const char *const limit_keys[_LK_MAX] = {
     [LK_MAX_BODY_SIZE] = "max_body_size",
     [LK_MAX_ENDPOINTS] = "max_endpoints",
     [LK_SHUTDOWN_GRACE] = "shutdown_grace",
+    [LK_RETRY_BUDGET] = "retry_budget",
 };
 
 static const char *const top_keys[] = {"defaults", "limits", "sinks", "endpoints"};
@@ -110,6 +155,14 @@ static const char *const top_keys[] = {"defaults", "limits", "sinks", "endpoints
 #define DEF_MAX_BODY_SIZE (8u * 1024 * 1024)
 #define DEF_MAX_ENDPOINTS 200000
 #define DEF_SHUTDOWN_GRACE (10 * USEC_PER_SEC)
+#define DEF_RETRY_BUDGET 0.2
+#define DEF_RETRY_ATTEMPTS 3
+#define DEF_RETRY_BACKOFF USEC_PER_SEC
+#define DEF_RETRY_MAX_BACKOFF (30 * USEC_PER_SEC)
+#define DEF_RETRY_MAX_AFTER (60 * USEC_PER_SEC)
+#define DEF_BREAKER_AFTER 5
+#define DEF_BREAKER_MAX (600 * USEC_PER_SEC)
+#define DEF_MAX_PAGES 10
 
 /* ---- loader state ------------------------------------------------------- */
 
@@ -148,6 +201,8 @@ struct loader {
     bool oom;
     bool mute;                  /* drop errors (already reported once) */
     bool def_seen[_EK_MAX];     /* a default was validated with an endpoint */
+    struct endpoint_ext *def_ext; /* shared by endpoints without own ext options */
+    bool def_ext_built;
 };
 
 /* ---- error reporting ---------------------------------------------------- */
@@ -879,6 +934,7 @@ static void build_limits(struct loader *L)
     lim->max_body_size = DEF_MAX_BODY_SIZE;
     lim->max_endpoints = DEF_MAX_ENDPOINTS;
     lim->shutdown_grace = DEF_SHUTDOWN_GRACE;
+    lim->retry_budget = DEF_RETRY_BUDGET;
     uint64_t u;
     for (int i = 0; i < _LK_MAX; i++) {
         struct src s = L->limits[i];
@@ -909,6 +965,17 @@ static void build_limits(struct loader *L)
             break;
         case LK_SHUTDOWN_GRACE:
             get_duration(L, s, path, 0, 3600 * USEC_PER_SEC, &lim->shutdown_grace);
+            break;
+        case LK_RETRY_BUDGET:
+            if (!cJSON_IsNumber(s.node) || !isfinite(s.node->valuedouble) ||
+                s.node->valuedouble < 0 || s.node->valuedouble > 1) {
+                char g[64];
+                lerr(L, s, false, path,
+                     "expected a number from 0 to 1 (retries per first attempt), got %s",
+                     got(s.node, g));
+            } else {
+                lim->retry_budget = s.node->valuedouble;
+            }
             break;
         }
     }
@@ -1178,6 +1245,781 @@ static void build_headers(struct loader *L, struct endpoint_cfg *ep, struct src 
     }
 }
 
+/* ---- the less common endpoint options (struct endpoint_ext) ------------- */
+
+/* Checks an option object's member names against known (NULL-terminated);
+ * reports unknown and duplicate keys. Returns false when it is not an
+ * object. */
+static bool sub_object(struct loader *L, struct src s, const char *path, const char *const *known,
+                       const char *example)
+{
+    if (!cJSON_IsObject(s.node)) {
+        char g[64];
+        lerr(L, s, false, path, "expected an object such as %s, got %s", example, got(s.node, g));
+        return false;
+    }
+    check_dups(L, s.node, s.file, path);
+    size_t n = 0;
+    while (known[n]) {
+        n++;
+    }
+    for (const cJSON *k = s.node->child; k; k = k->next) {
+        size_t i;
+        for (i = 0; i < n && strcmp(k->string, known[i]) != 0; i++) {
+        }
+        if (i == n) {
+            unknown_key(L, (struct src){k, s.file}, path, k->string, known, n);
+        }
+    }
+    return true;
+}
+
+static struct src member(struct src s, const char *key)
+{
+    for (const cJSON *k = s.node ? s.node->child : NULL; k; k = k->next) {
+        if (strcmp(k->string, key) == 0) {
+            return (struct src){k, s.file};
+        }
+    }
+    return (struct src){NULL, s.file};
+}
+
+/* A readable regular file (TLS material); the error names the path only. */
+static void check_readable(struct loader *L, struct src s, const char *path, const char *file,
+                           bool dir)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (dir ? O_DIRECTORY : 0));
+    if (fd < 0) {
+        lerr(L, s, false, path, "cannot open %s: %s", file, strerror(errno));
+        return;
+    }
+    close(fd);
+}
+
+static const char *arena_str(struct loader *L, const char *s)
+{
+    const char *d = arena_strdup(&L->cfg->arena, s);
+    if (!d) {
+        L->oom = true;
+    }
+    return d;
+}
+
+/* A secret given as NAME_file or NAME_credential: resolves the path,
+ * checks that the file holds a usable secret (then forgets the value). */
+static const char *secret_source(struct loader *L, struct src obj, const char *path,
+                                 const char *name)
+{
+    char kf[64], kc[64];
+    snprintf(kf, sizeof(kf), "%s_file", name);
+    snprintf(kc, sizeof(kc), "%s_credential", name);
+    struct src f = member(obj, kf), c = member(obj, kc);
+    if (!!f.node == !!c.node) {
+        lerr(L, obj, false, path, "set exactly one of \"%s\" (a file holding the %s) and \"%s\" "
+             "(a systemd credential name)", kf, name, kc);
+        return NULL;
+    }
+    struct src which = f.node ? f : c;
+    _cleanup_free_ char *kp = mkpath(path, f.node ? kf : kc, NULL);
+    const char *str;
+    if (get_string(L, which, kp, &str) < 0) {
+        return NULL;
+    }
+    char err[400];
+    _cleanup_free_ char *p = f.node ? strdup(str) : secret_credential_path(str, err, sizeof(err));
+    if (!p) {
+        if (f.node) {
+            L->oom = true;
+        } else {
+            lerr(L, which, false, kp, "%s", err);
+        }
+        return NULL;
+    }
+    if (!*p) {
+        lerr(L, which, false, kp, "the path is empty");
+        return NULL;
+    }
+    char *val = NULL;
+    size_t len;
+    if (secret_read(p, &val, &len, err, sizeof(err)) < 0) {
+        lerr(L, which, false, kp, "%s", err);
+        return NULL;
+    }
+    secret_free(val);
+    return arena_str(L, p);
+}
+
+static void build_auth(struct loader *L, struct src s, const char *path, struct auth_cfg *a)
+{
+    static const char *const known[] = {
+        "type",      "user",           "password_file",      "password_credential",
+        "token_file", "token_credential", "token_url",        "client_id",
+        "client_secret_file", "client_secret_credential", "scope", "client_auth", NULL};
+    if (cJSON_IsNull(s.node)) {
+        return;
+    }
+    if (!sub_object(L, s, path, known,
+                    "{\"type\": \"bearer\", \"token_file\": \"/etc/fetchd/token\"}")) {
+        return;
+    }
+    struct src t = member(s, "type");
+    _cleanup_free_ char *tp = mkpath(path, "type", NULL);
+    const char *type = NULL;
+    if (!t.node || !cJSON_IsString(t.node)) {
+        lerr(L, t.node ? t : s, false, tp, "\"type\" must be \"basic\", \"bearer\" or \"oauth2\"");
+        return;
+    }
+    type = t.node->valuestring;
+    /* keys that belong to each type */
+    static const char *const basic[] = {"user", "password_file", "password_credential", NULL};
+    static const char *const bearer[] = {"token_file", "token_credential", NULL};
+    static const char *const oauth[] = {"token_url", "client_id", "client_secret_file",
+                                        "client_secret_credential", "scope", "client_auth", NULL};
+    const char *const *own;
+    if (strcmp(type, "basic") == 0) {
+        a->type = AUTH_BASIC;
+        own = basic;
+    } else if (strcmp(type, "bearer") == 0) {
+        a->type = AUTH_BEARER;
+        own = bearer;
+    } else if (strcmp(type, "oauth2") == 0) {
+        a->type = AUTH_OAUTH2;
+        own = oauth;
+    } else {
+        lerr(L, t, false, tp, "unknown auth type \"%.40s\"; use \"basic\", \"bearer\" or \"oauth2\"",
+             type);
+        return;
+    }
+    for (const cJSON *k = s.node->child; k; k = k->next) {
+        bool ok = strcmp(k->string, "type") == 0;
+        for (size_t i = 0; own[i] && !ok; i++) {
+            ok = strcmp(k->string, own[i]) == 0;
+        }
+        bool known_key = false;
+        for (size_t i = 0; known[i] && !known_key; i++) {
+            known_key = strcmp(k->string, known[i]) == 0;
+        }
+        if (!ok && known_key) {
+            _cleanup_free_ char *kp = mkpath(path, k->string, NULL);
+            lerr(L, (struct src){k, s.file}, true, kp, "\"%s\" does not apply to auth type \"%s\"",
+                 k->string, type);
+        }
+    }
+    const char *str;
+    if (a->type == AUTH_BASIC) {
+        struct src u = member(s, "user");
+        _cleanup_free_ char *up = mkpath(path, "user", NULL);
+        if (!u.node) {
+            lerr(L, s, false, path, "basic auth needs \"user\"");
+        } else if (get_string(L, u, up, &str) == 0) {
+            if (strchr(str, ':') || strpbrk(str, "\r\n")) {
+                lerr(L, u, false, up, "the user name must not contain ':', CR or LF");
+            } else {
+                a->user = arena_str(L, str);
+            }
+        }
+        a->secret_path = secret_source(L, s, path, "password");
+    } else if (a->type == AUTH_BEARER) {
+        a->secret_path = secret_source(L, s, path, "token");
+    } else {
+        struct src tu = member(s, "token_url"), ci = member(s, "client_id"),
+                   sc = member(s, "scope"), ca = member(s, "client_auth");
+        char err[300];
+        _cleanup_free_ char *p1 = mkpath(path, "token_url", NULL);
+        _cleanup_free_ char *p2 = mkpath(path, "client_id", NULL);
+        if (!tu.node) {
+            lerr(L, s, false, path, "oauth2 needs \"token_url\"");
+        } else if (get_string(L, tu, p1, &str) == 0) {
+            if (url_validate(str, err, sizeof(err)) < 0) {
+                lerr(L, tu, false, p1, "%s", err);
+            } else if (url_has_secrets(str)) {
+                lerr(L, tu, false, p1, "the token URL must not carry credentials; use "
+                     "client_secret_file or client_secret_credential");
+            } else {
+                a->token_url = arena_str(L, str);
+            }
+        }
+        if (!ci.node) {
+            lerr(L, s, false, path, "oauth2 needs \"client_id\"");
+        } else if (get_string(L, ci, p2, &str) == 0) {
+            a->client_id = arena_str(L, str);
+        }
+        if (sc.node) {
+            _cleanup_free_ char *p3 = mkpath(path, "scope", NULL);
+            if (get_string(L, sc, p3, &str) == 0) {
+                a->scope = arena_str(L, str);
+            }
+        }
+        if (ca.node) {
+            _cleanup_free_ char *p4 = mkpath(path, "client_auth", NULL);
+            if (get_string(L, ca, p4, &str) == 0) {
+                if (strcmp(str, "body") == 0) {
+                    a->client_auth_body = true;
+                } else if (strcmp(str, "basic") != 0) {
+                    lerr(L, ca, false, p4, "expected \"basic\" or \"body\"");
+                }
+            }
+        }
+        a->secret_path = secret_source(L, s, path, "client_secret");
+    }
+}
+
+static void build_tls(struct loader *L, struct src s, const char *path, struct tls_cfg *t)
+{
+    static const char *const known[] = {"verify",      "ca_file",    "ca_path",
+                                        "client_cert", "client_key", "min_version", NULL};
+    if (!sub_object(L, s, path, known, "{\"ca_file\": \"/etc/fetchd/ca.pem\"}")) {
+        return;
+    }
+    for (const cJSON *k = s.node->child; k; k = k->next) {
+        struct src ks = {k, s.file};
+        _cleanup_free_ char *kp = mkpath(path, k->string, NULL);
+        const char *str;
+        bool b;
+        if (strcmp(k->string, "verify") == 0) {
+            if (get_bool(L, ks, kp, &b) == 0) {
+                t->insecure = !b;
+            }
+        } else if (strcmp(k->string, "min_version") == 0) {
+            if (get_string(L, ks, kp, &str) == 0) {
+                if (strcmp(str, "1.0") == 0) {
+                    t->min_version = CURL_SSLVERSION_TLSv1_0;
+                } else if (strcmp(str, "1.1") == 0) {
+                    t->min_version = CURL_SSLVERSION_TLSv1_1;
+                } else if (strcmp(str, "1.2") == 0) {
+                    t->min_version = CURL_SSLVERSION_TLSv1_2;
+                } else if (strcmp(str, "1.3") == 0) {
+                    t->min_version = CURL_SSLVERSION_TLSv1_3;
+                } else {
+                    lerr(L, ks, false, kp, "expected \"1.0\", \"1.1\", \"1.2\" or \"1.3\"");
+                }
+            }
+        } else if (get_string(L, ks, kp, &str) == 0) {
+            if (!*str) {
+                lerr(L, ks, false, kp, "the path is empty");
+                continue;
+            }
+            bool dir = strcmp(k->string, "ca_path") == 0;
+            check_readable(L, ks, kp, str, dir);
+            const char *v = arena_str(L, str);
+            if (dir) {
+                t->ca_path = v;
+            } else if (strcmp(k->string, "ca_file") == 0) {
+                t->ca_file = v;
+            } else if (strcmp(k->string, "client_cert") == 0) {
+                t->client_cert = v;
+            } else if (strcmp(k->string, "client_key") == 0) {
+                t->client_key = v;
+            }
+        }
+    }
+    if (t->client_key && !t->client_cert) {
+        lerr(L, s, false, path, "\"client_key\" needs \"client_cert\"");
+    }
+}
+
+/* Parses "404", 404 or "5xx" into a status set. */
+static bool add_status(struct status_set *set, const cJSON *c)
+{
+    long lo, hi;
+    if (cJSON_IsNumber(c)) {
+        if (c->valuedouble != floor(c->valuedouble) || c->valuedouble < 100 ||
+            c->valuedouble > 599) {
+            return false;
+        }
+        lo = hi = (long)c->valuedouble;
+    } else if (cJSON_IsString(c)) {
+        const char *v = c->valuestring;
+        if (strlen(v) == 3 && v[0] >= '1' && v[0] <= '5' && (v[1] == 'x' || v[1] == 'X') &&
+            (v[2] == 'x' || v[2] == 'X')) {
+            lo = (v[0] - '0') * 100;
+            hi = lo + 99;
+        } else if (strlen(v) == 3 && v[0] >= '1' && v[0] <= '5' && v[1] >= '0' && v[1] <= '9' &&
+                   v[2] >= '0' && v[2] <= '9') {
+            lo = hi = strtol(v, NULL, 10);
+        } else {
+            return false;
+        }
+    } else {
+        return false;
+    }
+    for (long code = lo; code <= hi; code++) {
+        set->bits[(code - 100) / 8] |= (uint8_t)(1u << ((code - 100) % 8));
+    }
+    return true;
+}
+
+static void build_retry(struct loader *L, struct src s, const char *path, struct retry_cfg *r)
+{
+    static const char *const known[] = {"attempts",        "backoff",        "max_backoff", "on",
+                                        "max_retry_after", "non_idempotent", NULL};
+    if (cJSON_IsFalse(s.node)) {
+        return; /* attempts stays 1 */
+    }
+    if (!sub_object(L, s, path, known, "{\"attempts\": 3, \"backoff\": \"1s\"}")) {
+        return;
+    }
+    r->attempts = DEF_RETRY_ATTEMPTS;
+    uint64_t u;
+    for (const cJSON *k = s.node->child; k; k = k->next) {
+        struct src ks = {k, s.file};
+        _cleanup_free_ char *kp = mkpath(path, k->string, NULL);
+        if (strcmp(k->string, "attempts") == 0) {
+            if (get_uint(L, ks, kp, 1, 10, &u) == 0) {
+                r->attempts = (uint32_t)u;
+            }
+        } else if (strcmp(k->string, "backoff") == 0) {
+            get_duration(L, ks, kp, USEC_PER_MSEC, 3600 * USEC_PER_SEC, &r->backoff);
+        } else if (strcmp(k->string, "max_backoff") == 0) {
+            get_duration(L, ks, kp, USEC_PER_MSEC, 3600 * USEC_PER_SEC, &r->max_backoff);
+        } else if (strcmp(k->string, "max_retry_after") == 0) {
+            get_duration(L, ks, kp, 0, 86400 * USEC_PER_SEC, &r->max_retry_after);
+        } else if (strcmp(k->string, "non_idempotent") == 0) {
+            get_bool(L, ks, kp, &r->non_idempotent);
+        } else if (strcmp(k->string, "on") == 0) {
+            if (!cJSON_IsArray(k)) {
+                lerr(L, ks, false, kp, "expected an array such as [\"network\", \"timeout\", "
+                     "\"429\", \"5xx\"]");
+                continue;
+            }
+            r->on_network = r->on_timeout = false;
+            memset(&r->on_status, 0, sizeof(r->on_status));
+            for (const cJSON *c = k->child; c; c = c->next) {
+                if (cJSON_IsString(c) && strcmp(c->valuestring, "network") == 0) {
+                    r->on_network = true;
+                } else if (cJSON_IsString(c) && strcmp(c->valuestring, "timeout") == 0) {
+                    r->on_timeout = true;
+                } else if (!add_status(&r->on_status, c)) {
+                    char g[64];
+                    lerr(L, (struct src){c, s.file}, false, kp,
+                         "expected \"network\", \"timeout\", a status such as 503 or \"429\", "
+                         "or a class such as \"5xx\"; got %s",
+                         got(c, g));
+                }
+            }
+        }
+    }
+    if (r->max_backoff < r->backoff) {
+        lerr(L, s, false, path, "\"max_backoff\" is smaller than \"backoff\"");
+    }
+}
+
+static void build_breaker(struct loader *L, struct src s, const char *path,
+                          struct endpoint_ext *x)
+{
+    static const char *const known[] = {"after", "max_backoff", NULL};
+    if (cJSON_IsFalse(s.node)) {
+        x->breaker_after = 0;
+        return;
+    }
+    if (!sub_object(L, s, path, known, "{\"after\": 5, \"max_backoff\": \"10m\"}")) {
+        return;
+    }
+    uint64_t u;
+    struct src a = member(s, "after"), m = member(s, "max_backoff");
+    if (a.node) {
+        _cleanup_free_ char *kp = mkpath(path, "after", NULL);
+        if (get_uint(L, a, kp, 1, 1000, &u) == 0) {
+            x->breaker_after = (uint32_t)u;
+        }
+    }
+    if (m.node) {
+        _cleanup_free_ char *kp = mkpath(path, "max_backoff", NULL);
+        get_duration(L, m, kp, USEC_PER_SEC, 7 * 86400 * USEC_PER_SEC, &x->breaker_max);
+    }
+}
+
+/* An array of header names (RFC 9110 tokens), lowercased when lower. */
+static const char **header_list(struct loader *L, struct src s, const char *path, size_t max,
+                                bool lower, size_t *ret_n)
+{
+    *ret_n = 0;
+    if (!cJSON_IsArray(s.node)) {
+        lerr(L, s, false, path, "expected an array of header names, such as [\"ETag\"]");
+        return NULL;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(s.node);
+    if (n > max) {
+        lerr(L, s, false, path, "at most %zu header names", max);
+        return NULL;
+    }
+    const char **v = n ? arena_alloc(&L->cfg->arena, n * sizeof(char *)) : NULL;
+    if (n && !v) {
+        L->oom = true;
+        return NULL;
+    }
+    for (const cJSON *c = s.node->child; c; c = c->next) {
+        if (!cJSON_IsString(c) || !is_token(c->valuestring)) {
+            char g[64];
+            lerr(L, (struct src){c, s.file}, false, path, "expected a header name, got %s",
+                 got(c, g));
+            continue;
+        }
+        char *d = arena_strdup(&L->cfg->arena, c->valuestring);
+        if (!d) {
+            L->oom = true;
+            return NULL;
+        }
+        for (char *p = d; lower && *p; p++) {
+            *p = (char)tolower((unsigned char)*p);
+        }
+        v[(*ret_n)++] = d;
+    }
+    return v;
+}
+
+static void build_paginate(struct loader *L, struct src s, const char *path,
+                           struct endpoint_ext *x)
+{
+    static const char *const known[] = {"link", "next_url", "cursor", "param", "max_pages", NULL};
+    if (!sub_object(L, s, path, known, "{\"link\": true, \"max_pages\": 10}")) {
+        return;
+    }
+    struct src lk = member(s, "link"), nu = member(s, "next_url"), cu = member(s, "cursor"),
+               pa = member(s, "param"), mp = member(s, "max_pages");
+    if ((lk.node != NULL) + (nu.node != NULL) + (cu.node != NULL) != 1) {
+        lerr(L, s, false, path,
+             "set exactly one of \"link\": true, \"next_url\": POINTER and \"cursor\": POINTER");
+        return;
+    }
+    x->max_pages = DEF_MAX_PAGES;
+    if (mp.node) {
+        uint64_t u;
+        _cleanup_free_ char *kp = mkpath(path, "max_pages", NULL);
+        if (get_uint(L, mp, kp, 1, 1000, &u) == 0) {
+            x->max_pages = (uint32_t)u;
+        }
+    }
+    if (lk.node) {
+        bool b = false;
+        _cleanup_free_ char *kp = mkpath(path, "link", NULL);
+        if (get_bool(L, lk, kp, &b) == 0 && !b) {
+            lerr(L, lk, false, kp, "\"link\": false does nothing; remove \"paginate\" instead");
+        }
+        x->page_mode = PAGE_LINK;
+    } else {
+        struct src ps = nu.node ? nu : cu;
+        _cleanup_free_ char *kp = mkpath(path, nu.node ? "next_url" : "cursor", NULL);
+        const char *str, *msg = NULL;
+        if (get_string(L, ps, kp, &str) == 0) {
+            struct jptr *jp = NULL;
+            int r = jptr_parse(str, &jp, &msg);
+            if (r == -ENOMEM) {
+                L->oom = true;
+            } else if (r < 0) {
+                lerr(L, ps, false, kp, "invalid JSON Pointer \"%.60s\": %s", str, msg);
+            } else {
+                struct jptr **nj = realloc(L->cfg->jptrs, (L->cfg->n_jptrs + 1) * sizeof(*nj));
+                if (!nj) {
+                    jptr_free(jp);
+                    L->oom = true;
+                    return;
+                }
+                L->cfg->jptrs = nj;
+                nj[L->cfg->n_jptrs++] = jp;
+                x->page_ptr = jp;
+            }
+        }
+        x->page_mode = nu.node ? PAGE_NEXT_URL : PAGE_CURSOR;
+    }
+    if (x->page_mode == PAGE_CURSOR) {
+        _cleanup_free_ char *kp = mkpath(path, "param", NULL);
+        const char *str;
+        if (!pa.node) {
+            lerr(L, s, false, path, "a cursor needs \"param\": the query parameter to set");
+        } else if (get_string(L, pa, kp, &str) == 0) {
+            if (!*str || strpbrk(str, "=&#? ")) {
+                lerr(L, pa, false, kp, "expected a query parameter name (no = & # ? or space)");
+            } else {
+                x->page_param = arena_str(L, str);
+            }
+        }
+    } else if (pa.node) {
+        _cleanup_free_ char *kp = mkpath(path, "param", NULL);
+        lerr(L, pa, true, kp, "\"param\" only applies to \"cursor\"");
+    }
+}
+
+/* Builds the ext options of one endpoint (own: its keys; unset ones come
+ * from "defaults"). epname NULL builds the shared defaults-only instance. */
+static struct endpoint_ext *build_ext(struct loader *L, const struct src *own, const char *epname)
+{
+    struct config *cfg = L->cfg;
+    struct endpoint_ext *x = arena_alloc(&cfg->arena, sizeof(*x));
+    cJSON *canon = cJSON_CreateObject();
+    if (!x || !canon) {
+        cJSON_Delete(canon);
+        L->oom = true;
+        return NULL;
+    }
+    x->http_version = CURL_HTTP_VERSION_2TLS;
+    x->protocols = "http,https";
+    x->scheme_mask = URL_SCHEMES_DEFAULT;
+    x->retry.attempts = 1;
+    x->retry.backoff = DEF_RETRY_BACKOFF;
+    x->retry.max_backoff = DEF_RETRY_MAX_BACKOFF;
+    x->retry.max_retry_after = DEF_RETRY_MAX_AFTER;
+    x->retry.on_network = x->retry.on_timeout = true;
+    const cJSON on_def[] = {{.type = cJSON_String, .valuestring = "408"},
+                            {.type = cJSON_String, .valuestring = "429"},
+                            {.type = cJSON_String, .valuestring = "5xx"},
+                            {.type = cJSON_String, .valuestring = "2xx"}};
+    for (int i = 0; i < 3; i++) {
+        add_status(&x->retry.on_status, &on_def[i]);
+    }
+    add_status(&x->success, &on_def[3]);
+    x->breaker_after = DEF_BREAKER_AFTER;
+    x->breaker_max = DEF_BREAKER_MAX;
+    x->content_type = CTYPE_JSON;
+
+    for (int k = EK_EXT_FIRST; k < _EK_MAX; k++) {
+        struct src s = pick(own, L, (enum ep_key)k);
+        if (!s.node) {
+            continue;
+        }
+        bool inherited = !own[k].node;
+        _cleanup_free_ char *kp = inherited ? mkpath("defaults", ep_keys[k], NULL)
+                                            : mkpath("endpoints", epname, ep_keys[k]);
+        bool was_mute = L->mute;
+        if (inherited) {
+            L->mute = was_mute || L->def_seen[k];
+            L->def_seen[k] = true;
+        }
+        if (!cJSON_AddItemReferenceToObject(canon, ep_keys[k], (cJSON *)s.node)) {
+            L->oom = true;
+        }
+        const char *str;
+        char g[64];
+        switch ((enum ep_key)k) {
+        case EK_AUTH:
+            build_auth(L, s, kp, &x->auth);
+            break;
+        case EK_TLS:
+            build_tls(L, s, kp, &x->tls);
+            break;
+        case EK_PROXY:
+            if (get_string(L, s, kp, &str) == 0) {
+                static const char *const ok[] = {"http://",   "https://",  "socks4://",
+                                                 "socks4a://", "socks5://", "socks5h://"};
+                bool good = !*str;
+                for (size_t i = 0; i < ELEMENTSOF(ok) && !good; i++) {
+                    good = strncasecmp(str, ok[i], strlen(ok[i])) == 0;
+                }
+                if (!good || strpbrk(str, " \t\r\n")) {
+                    lerr(L, s, false, kp, "expected a proxy URL (http://, https://, socks4://, "
+                         "socks4a://, socks5:// or socks5h://) or \"\" for no proxy");
+                } else {
+                    x->proxy = arena_str(L, str);
+                }
+            }
+            break;
+        case EK_UNIX_SOCKET:
+            if (get_string(L, s, kp, &str) == 0) {
+                if (str[0] != '/' || strlen(str) >= 108) {
+                    lerr(L, s, false, kp, "expected an absolute socket path shorter than 108 bytes");
+                } else {
+                    x->unix_socket = arena_str(L, str);
+                }
+            }
+            break;
+        case EK_HTTP_VERSION:
+            if (get_string(L, s, kp, &str) == 0) {
+                if (strcmp(str, "auto") == 0) {
+                    x->http_version = CURL_HTTP_VERSION_2TLS;
+                } else if (strcmp(str, "1.0") == 0) {
+                    x->http_version = CURL_HTTP_VERSION_1_0;
+                } else if (strcmp(str, "1.1") == 0) {
+                    x->http_version = CURL_HTTP_VERSION_1_1;
+                } else if (strcmp(str, "2") == 0) {
+                    x->http_version = CURL_HTTP_VERSION_2_0;
+                } else if (strcmp(str, "h2c") == 0) {
+                    x->http_version = CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
+                } else {
+                    lerr(L, s, false, kp,
+                         "expected \"auto\", \"1.0\", \"1.1\", \"2\" or \"h2c\", got %s",
+                         got(s.node, g));
+                }
+            }
+            break;
+        case EK_COMPRESSION:
+            if (cJSON_IsBool(s.node)) {
+                x->accept_encoding = cJSON_IsTrue(s.node) ? "gzip, deflate, br, zstd" : NULL;
+            } else if (cJSON_IsArray(s.node) && s.node->child) {
+                struct buf b = {0};
+                for (const cJSON *c = s.node->child; c; c = c->next) {
+                    if (!cJSON_IsString(c) || (strcmp(c->valuestring, "gzip") != 0 &&
+                                               strcmp(c->valuestring, "deflate") != 0 &&
+                                               strcmp(c->valuestring, "br") != 0 &&
+                                               strcmp(c->valuestring, "zstd") != 0)) {
+                        lerr(L, (struct src){c, s.file}, false, kp,
+                             "expected \"gzip\", \"deflate\", \"br\" or \"zstd\", got %s",
+                             got(c, g));
+                        continue;
+                    }
+                    buf_printf(&b, "%s%s", b.len ? ", " : "", c->valuestring);
+                }
+                x->accept_encoding = b.data ? arena_str(L, b.data) : NULL;
+                buf_done(&b);
+            } else {
+                lerr(L, s, false, kp, "expected true, false or an array such as [\"gzip\", "
+                     "\"zstd\"], got %s", got(s.node, g));
+            }
+            break;
+        case EK_SCHEMES: {
+            if (!cJSON_IsArray(s.node) || !s.node->child) {
+                lerr(L, s, false, kp, "expected a non-empty array such as [\"https\"]");
+                break;
+            }
+            unsigned mask = 0;
+            struct buf b = {0};
+            for (const cJSON *c = s.node->child; c; c = c->next) {
+                unsigned bit = cJSON_IsString(c)
+                                   ? url_scheme_bit(c->valuestring, strlen(c->valuestring))
+                                   : 0;
+                if (!bit) {
+                    lerr(L, (struct src){c, s.file}, false, kp,
+                         "expected \"http\", \"https\", \"file\", \"ftp\" or \"ftps\", got %s",
+                         got(c, g));
+                    continue;
+                }
+                if (!(mask & bit)) {
+                    buf_printf(&b, "%s%s", b.len ? "," : "", c->valuestring);
+                    for (size_t i = b.len - strlen(c->valuestring); i < b.len; i++) {
+                        b.data[i] = (char)tolower((unsigned char)b.data[i]);
+                    }
+                }
+                mask |= bit;
+            }
+            x->scheme_mask = mask;
+            x->protocols = b.data ? arena_str(L, b.data) : x->protocols;
+            buf_done(&b);
+            break;
+        }
+        case EK_SECRET_HEADERS:
+            x->secret_headers = header_list(L, s, kp, 64, true, &x->n_secret_headers);
+            break;
+        case EK_SUCCESS_STATUS:
+            if (!cJSON_IsArray(s.node) || !s.node->child) {
+                lerr(L, s, false, kp, "expected a non-empty array such as [\"2xx\", 404]");
+                break;
+            }
+            memset(&x->success, 0, sizeof(x->success));
+            for (const cJSON *c = s.node->child; c; c = c->next) {
+                if (!add_status(&x->success, c)) {
+                    lerr(L, (struct src){c, s.file}, false, kp,
+                         "expected a status from 100 to 599 or a class such as \"2xx\", got %s",
+                         got(c, g));
+                }
+            }
+            break;
+        case EK_RETRY:
+            build_retry(L, s, kp, &x->retry);
+            break;
+        case EK_BREAKER:
+            build_breaker(L, s, kp, x);
+            break;
+        case EK_CONDITIONAL:
+            get_bool(L, s, kp, &x->conditional);
+            break;
+        case EK_UNCHANGED_RECORD:
+            get_bool(L, s, kp, &x->unchanged_record);
+            break;
+        case EK_SPLIT:
+            get_bool(L, s, kp, &x->split);
+            break;
+        case EK_TIMINGS:
+            get_bool(L, s, kp, &x->timings);
+            break;
+        case EK_CONTENT_TYPE:
+            if (get_string(L, s, kp, &str) == 0) {
+                if (strcmp(str, "json") == 0) {
+                    x->content_type = CTYPE_JSON;
+                } else if (strcmp(str, "strict") == 0) {
+                    x->content_type = CTYPE_STRICT;
+                } else if (strcmp(str, "any") == 0) {
+                    x->content_type = CTYPE_ANY;
+                } else {
+                    lerr(L, s, false, kp, "expected \"json\", \"strict\" or \"any\", got %s",
+                         got(s.node, g));
+                }
+            }
+            break;
+        case EK_FORMAT:
+            if (get_string(L, s, kp, &str) == 0) {
+                if (strcmp(str, "ndjson") == 0) {
+                    x->ndjson = true;
+                } else if (strcmp(str, "json") != 0) {
+                    lerr(L, s, false, kp, "expected \"json\" or \"ndjson\", got %s",
+                         got(s.node, g));
+                }
+            }
+            break;
+        case EK_RESPONSE_HEADERS:
+            x->resp_headers = header_list(L, s, kp, 32, false, &x->n_resp_headers);
+            break;
+        case EK_PAGINATE:
+            build_paginate(L, s, kp, x);
+            break;
+        default:
+            break;
+        }
+        L->mute = was_mute;
+    }
+    /* checks across keys */
+    const char *where = epname ? epname : "(defaults)";
+    if (x->unchanged_record && !x->conditional) {
+        struct src us = pick(own, L, EK_UNCHANGED_RECORD);
+        _cleanup_free_ char *kp = mkpath("endpoints", where, "unchanged_record");
+        lerr(L, us, false, kp, "\"unchanged_record\" needs \"conditional\": true");
+    }
+    if (x->ndjson && (x->page_mode == PAGE_NEXT_URL || x->page_mode == PAGE_CURSOR)) {
+        struct src ps = pick(own, L, EK_PAGINATE);
+        _cleanup_free_ char *kp = mkpath("endpoints", where, "paginate");
+        lerr(L, ps, false, kp, "with \"format\": \"ndjson\" only \"link\" pagination works "
+             "(next_url and cursor read a JSON body)");
+    }
+    if (x->unix_socket && x->proxy && *x->proxy) {
+        struct src ps = pick(own, L, EK_PROXY);
+        _cleanup_free_ char *kp = mkpath("endpoints", where, "proxy");
+        lerr(L, ps, false, kp, "\"proxy\" and \"unix_socket\" cannot be combined");
+    }
+    char *txt = cJSON_PrintUnformatted(canon);
+    cJSON_Delete(canon);
+    x->canon = txt ? arena_str(L, txt) : NULL;
+    if (!txt) {
+        L->oom = true;
+    }
+    cJSON_free(txt);
+    return x;
+}
+
+bool config_header_is_secret(const struct endpoint_ext *x, const char *name, size_t len)
+{
+    static const char *const exact[] = {"authorization", "proxy-authorization", "cookie"};
+    static const char *const words[] = {"token", "key",    "secret",    "passw",     "auth",
+                                        "session", "cookie", "signature", "credential"};
+    for (size_t i = 0; i < ELEMENTSOF(exact); i++) {
+        if (strlen(exact[i]) == len && strncasecmp(name, exact[i], len) == 0) {
+            return true;
+        }
+    }
+    for (size_t w = 0; w < ELEMENTSOF(words); w++) {
+        size_t wl = strlen(words[w]);
+        for (size_t i = 0; i + wl <= len; i++) {
+            if (strncasecmp(name + i, words[w], wl) == 0) {
+                return true;
+            }
+        }
+    }
+    for (size_t i = 0; x && i < x->n_secret_headers; i++) {
+        if (strlen(x->secret_headers[i]) == len &&
+            strncasecmp(name, x->secret_headers[i], len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *def_sinks,
                            uint32_t n_def_sinks)
 {
@@ -1224,7 +2066,23 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
         return;
     }
 
-    for (int k = 0; k < _EK_MAX; k++) {
+    bool own_ext = false;
+    for (int k = EK_EXT_FIRST; k < _EK_MAX; k++) {
+        own_ext = own_ext || own[k].node;
+    }
+    if (own_ext) {
+        ep->x = build_ext(L, own, nm->name);
+    } else {
+        if (!L->def_ext_built) {
+            L->def_ext = build_ext(L, own, NULL);
+            L->def_ext_built = true;
+        }
+        ep->x = L->def_ext;
+    }
+    if (!ep->x) {
+        return;
+    }
+    for (int k = 0; k < EK_EXT_FIRST; k++) {
         struct src s = pick(own, L, (enum ep_key)k);
         if (!s.node || k == EK_HEADERS) {
             continue;
@@ -1244,7 +2102,7 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
         switch ((enum ep_key)k) {
         case EK_URL:
             if (get_string(L, s, kp, &str) == 0) {
-                if (url_validate(str, err, sizeof(err)) < 0) {
+                if (url_validate_schemes(str, ep->x->scheme_mask, err, sizeof(err)) < 0) {
                     lerr(L, s, false, kp, "%s", err);
                     break;
                 }
@@ -1401,8 +2259,7 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
         case EK_OFFSET:
             get_duration(L, s, kp, 0, 30 * 86400 * USEC_PER_SEC, &ep->offset);
             break;
-        case EK_HEADERS:
-        case _EK_MAX:
+        default: /* headers: below; ext options: build_ext() */
             break;
         }
         L->mute = was_mute;
@@ -1558,6 +2415,10 @@ struct config *config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->n_endpoints; i++) {
         jptr_free(cfg->endpoints[i].select);
     }
+    for (size_t i = 0; i < cfg->n_jptrs; i++) {
+        jptr_free(cfg->jptrs[i]);
+    }
+    free(cfg->jptrs);
     free(cfg->endpoints);
     free(cfg->sinks);
     strmap_done(&cfg->by_name);
@@ -1669,7 +2530,8 @@ bool config_endpoint_equal(const struct config *ca, const struct endpoint_cfg *a
         !str_eq(a->select ? a->select->src : NULL, b->select ? b->select->src : NULL) ||
         a->n_sinks != b->n_sinks || a->max_redirects != b->max_redirects ||
         a->follow_redirects != b->follow_redirects || a->enabled != b->enabled ||
-        a->jitter != b->jitter || a->align != b->align || a->offset != b->offset) {
+        a->jitter != b->jitter || a->align != b->align || a->offset != b->offset ||
+        !str_eq(a->x->canon, b->x->canon)) {
         return false;
     }
     for (size_t i = 0; i < a->n_headers; i++) {

@@ -24,6 +24,74 @@
 
 struct jptr;
 
+enum auth_type { AUTH_NONE, AUTH_BASIC, AUTH_BEARER, AUTH_OAUTH2 };
+
+struct auth_cfg {
+    enum auth_type type;
+    const char *user;        /* basic */
+    const char *secret_path; /* password, token or client secret file (a
+                              * credential is resolved to its path) */
+    const char *token_url;   /* oauth2 */
+    const char *client_id;
+    const char *scope;       /* or NULL */
+    bool client_auth_body;   /* client id and secret in the form body, not Basic */
+};
+
+struct tls_cfg {
+    bool insecure;           /* verify: false */
+    const char *ca_file, *ca_path, *client_cert, *client_key;
+    long min_version;        /* CURL_SSLVERSION_*, 0 = libcurl's default */
+};
+
+/* A set of HTTP status codes 100..599. */
+struct status_set {
+    uint8_t bits[64];
+};
+
+static inline bool status_set_has(const struct status_set *s, long code)
+{
+    return code >= 100 && code <= 599 && (s->bits[(code - 100) / 8] >> ((code - 100) % 8)) & 1;
+}
+
+struct retry_cfg {
+    uint32_t attempts;       /* total per cycle, 1 = no retries */
+    usec_t backoff, max_backoff, max_retry_after;
+    bool on_network, on_timeout, non_idempotent;
+    struct status_set on_status;
+};
+
+enum ctype_mode { CTYPE_JSON, CTYPE_STRICT, CTYPE_ANY };
+enum page_mode { PAGE_NONE, PAGE_LINK, PAGE_NEXT_URL, PAGE_CURSOR };
+
+/* The less common per-endpoint options. Endpoints that set none of them
+ * share one instance built from "defaults", so 100 000 plain endpoints do
+ * not pay for them. */
+struct endpoint_ext {
+    const char *canon;       /* the options' source JSON, for reload equality */
+    struct auth_cfg auth;
+    struct tls_cfg tls;
+    const char *proxy;       /* NULL = environment, "" = none */
+    const char *unix_socket;
+    long http_version;       /* CURL_HTTP_VERSION_* */
+    const char *accept_encoding; /* NULL = no compression */
+    const char *protocols;   /* "http,https" */
+    unsigned scheme_mask;    /* URL_* bits */
+    const char **secret_headers; /* lowercase extra secret header names */
+    size_t n_secret_headers;
+    struct status_set success;
+    struct retry_cfg retry;
+    uint32_t breaker_after;  /* 0 = no circuit breaker */
+    usec_t breaker_max;
+    bool conditional, unchanged_record, ndjson, split, timings;
+    enum ctype_mode content_type;
+    const char **resp_headers; /* as configured */
+    size_t n_resp_headers;
+    enum page_mode page_mode;
+    struct jptr *page_ptr;   /* next_url / cursor pointer */
+    const char *page_param;  /* cursor: query parameter name */
+    uint32_t max_pages;
+};
+
 struct endpoint_cfg {
     const char *name;         /* arena */
     const char *url;          /* arena */
@@ -49,6 +117,7 @@ struct endpoint_cfg {
     usec_t jitter;            /* each run moves by a uniform offset in [-jitter, +jitter] */
     bool align;               /* runs at wall-clock multiples of interval (+ offset) */
     usec_t offset;            /* with align: shift from the multiple */
+    const struct endpoint_ext *x; /* arena, possibly shared; never NULL */
 };
 
 struct limits {
@@ -57,6 +126,7 @@ struct limits {
     uint32_t max_endpoints;
     uint64_t max_body_size;  /* ceiling for every endpoint's max_body_size */
     usec_t shutdown_grace;   /* how long a stop waits for in-flight transfers */
+    double retry_budget;     /* retries per first attempt over 10 s (plus 10) */
 };
 
 struct config {
@@ -70,6 +140,8 @@ struct config {
     struct sink_cfg *sinks;       /* malloc'd array */
     size_t n_sinks;
     struct strmap by_name;        /* endpoint name -> struct endpoint_cfg * */
+    struct jptr **jptrs;          /* owned pointers of the ext options */
+    size_t n_jptrs;
 };
 
 struct config_errors {
@@ -92,5 +164,9 @@ bool config_endpoint_equal(const struct config *ca, const struct endpoint_cfg *a
 bool config_sink_equal(const struct sink_cfg *a, const struct sink_cfg *b);
 /* Index of the sink named name in cfg->sinks, or -1. */
 int config_sink_index(const struct config *cfg, const char *name);
+/* True if a request header of this name carries a secret (never sent to
+ * another origin, never shown): Authorization, Cookie, names with "token",
+ * "key", "secret"... and the endpoint's secret_headers. */
+bool config_header_is_secret(const struct endpoint_ext *x, const char *name, size_t len);
 /* Writes the --check-config summary (one screen) to f. */
 void config_print_summary(const struct config *cfg, FILE *f);

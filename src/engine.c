@@ -23,8 +23,10 @@
  */
 #include "engine.h"
 
+#include <cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ev.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -38,8 +40,13 @@
 #include "hist.h"
 #include "http.h"
 #include "log.h"
+#include "jptr.h"
+#include "json.h"
 #include "notify.h"
+#include "oauth.h"
 #include "record.h"
+#include "secret.h"
+#include "url.h"
 #include "sink.h"
 #include "units.h"
 #include "util/strmap.h"
@@ -55,8 +62,38 @@
 #define ENGINE_REMINDER_FIRST (60 * USEC_PER_SEC)
 #define ENGINE_REMINDER_MAX (3600 * USEC_PER_SEC)
 #define ENGINE_RING 60 /* seconds of fetch/error counts for STATUS */
+#define ENGINE_BUDGET_WINDOW 10 /* seconds over which the retry budget is counted */
+#define ENGINE_BUDGET_MIN 10    /* retries always allowed per window */
+#define ENGINE_COND_SAVE_DELAY 5.0 /* seconds between saves of conditional.json */
 
 struct gen;
+struct ep_state;
+
+/* A fetch cycle that goes beyond one plain request: retries, redirects,
+ * pages, or a wait for an OAuth2 token. Allocated when first needed, freed
+ * when the cycle ends; holds a reference on its owner's generation. */
+struct cycle {
+    struct ep_state *owner;
+    unsigned attempt;       /* attempts made for the current page, >= 1 */
+    unsigned page;          /* 1-based */
+    unsigned redirects;     /* hops followed for the current request */
+    bool cross_origin;      /* secrets stripped for the current request */
+    bool page_cross_origin; /* ... and for the current page's own URL */
+    bool as_get;
+    bool token_retried;     /* a 401 already fetched a fresh token */
+    bool errors;            /* an error record was emitted in this cycle */
+    char *url;              /* the next request's URL, NULL = the endpoint's */
+    char *page_url;         /* the current page's URL (retries start there) */
+    char *pending;          /* the failed attempt's record line while waiting */
+    size_t pending_len;
+    enum record_error pend_kind;
+    long pend_status;
+    int pend_curl;
+    char pend_msg[200];
+    usec_t wake;            /* retry at (CLOCK_MONOTONIC) */
+    size_t heap_idx;        /* position in the retry heap, SIZE_MAX if not there */
+    struct oauth_waiter waiter;
+};
 
 struct ep_state {
     const struct endpoint_cfg *cfg; /* borrowed from gen->cfg */
@@ -78,6 +115,18 @@ struct ep_state {
     uint32_t fetches;
     uint32_t failures;
     uint32_t skipped;
+    uint32_t backed_off;            /* runs skipped by the breaker or a Retry-After */
+    struct cycle *cyc;              /* or NULL */
+    struct cond *cond;              /* conditional validators, or NULL */
+    uint8_t breaker_level;          /* 0: closed */
+    usec_t hold_until;              /* CLOCK_MONOTONIC: no new cycle before */
+};
+
+/* ETag / Last-Modified of an endpoint with "conditional". */
+struct cond {
+    uint64_t fp;                    /* request fingerprint (url, method, body) */
+    char *etag;
+    char *last_modified;
 };
 
 struct gen {
@@ -133,11 +182,29 @@ struct engine {
     bool boot_gap_valid;
     usec_t last_check;          /* CLOCK_MONOTONIC of the previous resume check */
     bool progress_shown;
+    /* retries */
+    struct ep_state **heap;     /* cycles waiting to retry, by wake time */
+    size_t heap_n, heap_cap;
+    ev_timer retry_timer;
+    unsigned waiting;           /* cycles in the heap or waiting for a token */
+    uint32_t budget_first[ENGINE_BUDGET_WINDOW];
+    uint32_t budget_retry[ENGINE_BUDGET_WINDOW];
+    uint64_t budget_sec;
+    uint64_t retries_denied;
+    /* auth */
+    struct secrets secrets;
+    struct oauth oauth;
+    /* conditional requests */
+    char *state_file;           /* STATE_DIR/conditional.json, or NULL */
+    cJSON *saved_cond;          /* loaded at start, consumed by endpoints */
+    bool cond_dirty;
+    ev_timer cond_timer;
 };
 
 static struct engine *progress_engine; /* for the log hook */
 
 static void engine_start_some(struct engine *e);
+static void cond_free(struct cond *c);
 static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void ep_arm(struct engine *e, struct ep_state *s, usec_t base, usec_t now);
 
@@ -196,7 +263,7 @@ static struct ep_state *engine_dequeue(struct engine *e)
 
 static bool engine_finished(const struct engine *e)
 {
-    return e->in_flight == 0 && (e->queued == 0 || e->stopping);
+    return e->in_flight == 0 && e->waiting == 0 && (e->queued == 0 || e->stopping);
 }
 
 static void engine_check_done(struct engine *e)
@@ -224,13 +291,18 @@ static void ring_advance(struct engine *e, usec_t now)
 
 static void engine_status_line(struct engine *e, char *buf, size_t len)
 {
-    size_t n = 0, failing = 0;
+    size_t n = 0, failing = 0, backing = 0;
     for (size_t i = 0; i < e->cur->n_eps; i++) {
         const struct ep_state *s = &e->cur->eps[i];
         if (s->selected) {
             n++;
             failing += s->consecutive_failures > 0;
+            backing += s->breaker_level > 0;
         }
+    }
+    char bo[48] = "";
+    if (backing) {
+        snprintf(bo, sizeof(bo), " (%zu backing off)", backing);
     }
     ring_advance(e, now_usec(CLOCK_MONOTONIC));
     uint64_t f = 0, err = 0;
@@ -246,9 +318,10 @@ static void engine_status_line(struct engine *e, char *buf, size_t len)
         }
     }
     snprintf(buf + off, len - (size_t)off,
-             "%zu endpoint%s: %zu ok, %zu failing; last 60s: %llu fetch%s, %llu error%s; in "
+             "%zu endpoint%s: %zu ok, %zu failing%s; last 60s: %llu fetch%s, %llu error%s; in "
              "flight %u; sink drops %llu",
-             n, n == 1 ? "" : "s", n - failing, failing, (unsigned long long)f, f == 1 ? "" : "es",
+             n, n == 1 ? "" : "s", n - failing, failing, bo, (unsigned long long)f,
+             f == 1 ? "" : "es",
              (unsigned long long)err, err == 1 ? "" : "s", e->in_flight,
              (unsigned long long)sinkset_dropped(&e->sinks));
 }
@@ -291,7 +364,7 @@ static void engine_check_resume(struct engine *e)
         usec_t iv = s->cfg->interval;
         usec_t k = mono > base ? (mono - base) / iv + 1 : 0;
         ep_arm(e, s, base + k * iv, mono);
-        if (due && !s->xfer && !s->queued) {
+        if (due && !s->xfer && !s->queued && !s->cyc && mono >= s->hold_until) {
             engine_enqueue(e, s, mono, true);
         }
     }
@@ -458,6 +531,16 @@ static void gen_free(struct gen *g)
     if (!g) {
         return;
     }
+    for (size_t i = 0; i < g->n_eps; i++) {
+        struct cycle *c = g->eps[i].cyc;
+        if (c) { /* only at exit: a live cycle holds a reference */
+            free(c->url);
+            free(c->page_url);
+            free(c->pending);
+            free(c);
+        }
+        cond_free(g->eps[i].cond);
+    }
     free(g->eps);
     config_free(g->cfg);
     free(g);
@@ -497,21 +580,900 @@ static void engine_release_xfer(struct engine *e, struct xfer *x)
     engine_gen_unref(e, own);
 }
 
+/* ---- cycles: retries, redirects, pages ---------------------------------- */
+
+static struct cycle *cycle_get(struct engine *e, struct ep_state *s)
+{
+    (void)e;
+    if (s->cyc) {
+        return s->cyc;
+    }
+    struct cycle *c = calloc(1, sizeof(*c));
+    if (!c) {
+        return NULL;
+    }
+    c->owner = s;
+    c->attempt = 1;
+    c->page = 1;
+    c->heap_idx = SIZE_MAX;
+    s->cyc = c;
+    s->gen->refs++; /* see struct cycle */
+    return c;
+}
+
+static void cycle_free(struct engine *e, struct ep_state *s)
+{
+    struct cycle *c = s->cyc;
+    if (!c) {
+        return;
+    }
+    oauth_cancel(&e->oauth, &c->waiter);
+    s->cyc = NULL;
+    free(c->url);
+    free(c->page_url);
+    free(c->pending);
+    free(c);
+    engine_gen_unref(e, s->gen);
+}
+
+/* the retry heap: a binary min-heap on cycle->wake */
+static bool heap_less(struct ep_state *a, struct ep_state *b)
+{
+    return a->cyc->wake < b->cyc->wake;
+}
+
+static void heap_swap(struct engine *e, size_t i, size_t j)
+{
+    struct ep_state *t = e->heap[i];
+    e->heap[i] = e->heap[j];
+    e->heap[j] = t;
+    e->heap[i]->cyc->heap_idx = i;
+    e->heap[j]->cyc->heap_idx = j;
+}
+
+static void heap_up(struct engine *e, size_t i)
+{
+    while (i > 0 && heap_less(e->heap[i], e->heap[(i - 1) / 2])) {
+        heap_swap(e, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void heap_down(struct engine *e, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < e->heap_n && heap_less(e->heap[l], e->heap[m])) {
+            m = l;
+        }
+        if (r < e->heap_n && heap_less(e->heap[r], e->heap[m])) {
+            m = r;
+        }
+        if (m == i) {
+            return;
+        }
+        heap_swap(e, i, m);
+        i = m;
+    }
+}
+
+static void retry_timer_arm(struct engine *e)
+{
+    ev_timer_stop(e->loop, &e->retry_timer);
+    if (e->heap_n == 0) {
+        return;
+    }
+    usec_t now = now_usec(CLOCK_MONOTONIC);
+    usec_t wake = e->heap[0]->cyc->wake;
+    ev_timer_set(&e->retry_timer, usec_to_ev(wake > now ? wake - now : 0), 0.);
+    ev_timer_start(e->loop, &e->retry_timer);
+}
+
+static int heap_push(struct engine *e, struct ep_state *s)
+{
+    if (e->heap_n == e->heap_cap) {
+        size_t nc = e->heap_cap ? e->heap_cap * 2 : 64;
+        struct ep_state **nh = realloc(e->heap, nc * sizeof(*nh));
+        if (!nh) {
+            return -ENOMEM;
+        }
+        e->heap = nh;
+        e->heap_cap = nc;
+    }
+    e->heap[e->heap_n] = s;
+    s->cyc->heap_idx = e->heap_n++;
+    heap_up(e, e->heap_n - 1);
+    e->waiting++;
+    retry_timer_arm(e);
+    return 0;
+}
+
+static void heap_remove(struct engine *e, struct ep_state *s)
+{
+    size_t i = s->cyc->heap_idx;
+    if (i == SIZE_MAX) {
+        return;
+    }
+    s->cyc->heap_idx = SIZE_MAX;
+    e->heap_n--;
+    e->waiting--;
+    if (i != e->heap_n) {
+        e->heap[i] = e->heap[e->heap_n];
+        e->heap[i]->cyc->heap_idx = i;
+        heap_down(e, i);
+        heap_up(e, i);
+    }
+    retry_timer_arm(e);
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct engine *e = w->data;
+    (void)loop;
+    (void)revents;
+    usec_t now = now_usec(CLOCK_MONOTONIC);
+    while (e->heap_n && e->heap[0]->cyc->wake <= now + USEC_PER_MSEC && !e->stopping) {
+        struct ep_state *s = e->heap[0];
+        heap_remove(e, s);
+        engine_enqueue(e, s, now, true);
+    }
+    retry_timer_arm(e);
+}
+
+/* The retry budget: over the last ENGINE_BUDGET_WINDOW seconds, retries may
+ * be at most ENGINE_BUDGET_MIN + retry_budget x first attempts, so a storm
+ * of failures does not multiply the load on a struggling service. */
+static void budget_advance(struct engine *e, usec_t now)
+{
+    uint64_t sec = now / USEC_PER_SEC;
+    for (uint64_t t = e->budget_sec + 1; t <= sec && t <= e->budget_sec + ENGINE_BUDGET_WINDOW;
+         t++) {
+        e->budget_first[t % ENGINE_BUDGET_WINDOW] = 0;
+        e->budget_retry[t % ENGINE_BUDGET_WINDOW] = 0;
+    }
+    e->budget_sec = sec;
+}
+
+static void budget_count_first(struct engine *e)
+{
+    budget_advance(e, now_usec(CLOCK_MONOTONIC));
+    e->budget_first[e->budget_sec % ENGINE_BUDGET_WINDOW]++;
+}
+
+static bool budget_take_retry(struct engine *e)
+{
+    budget_advance(e, now_usec(CLOCK_MONOTONIC));
+    uint64_t first = 0, retries = 0;
+    for (int i = 0; i < ENGINE_BUDGET_WINDOW; i++) {
+        first += e->budget_first[i];
+        retries += e->budget_retry[i];
+    }
+    if ((double)retries >= ENGINE_BUDGET_MIN + e->cur->cfg->limits.retry_budget * (double)first) {
+        e->retries_denied++;
+        return false;
+    }
+    e->budget_retry[e->budget_sec % ENGINE_BUDGET_WINDOW]++;
+    return true;
+}
+
+/* ---- conditional requests ----------------------------------------------- */
+
+static uint64_t cond_fingerprint(const struct endpoint_cfg *ep)
+{
+    uint64_t h = UINT64_C(14695981039346656037);
+    const char *parts[3] = {ep->url, ep->method, ep->body ? ep->body : ""};
+    size_t lens[3] = {strlen(ep->url), strlen(ep->method), ep->body ? ep->body_len : 0};
+    for (int p = 0; p < 3; p++) {
+        for (size_t i = 0; i < lens[p]; i++) {
+            h = (h ^ (unsigned char)parts[p][i]) * UINT64_C(1099511628211);
+        }
+        h = (h ^ 0xff) * UINT64_C(1099511628211);
+    }
+    return h;
+}
+
+static void cond_free(struct cond *c)
+{
+    if (c) {
+        free(c->etag);
+        free(c->last_modified);
+        free(c);
+    }
+}
+
+/* Validators from the state file for a (new) endpoint, if they were saved
+ * for the same request. */
+static void cond_restore(struct engine *e, struct ep_state *s)
+{
+    if (!e->saved_cond || !s->cfg->x->conditional || s->cond) {
+        return;
+    }
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(e->saved_cond, s->cfg->name);
+    const cJSON *fp = cJSON_GetObjectItemCaseSensitive(o, "fp");
+    const cJSON *et = cJSON_GetObjectItemCaseSensitive(o, "etag");
+    const cJSON *lm = cJSON_GetObjectItemCaseSensitive(o, "last_modified");
+    char want[32];
+    snprintf(want, sizeof(want), "%016llx", (unsigned long long)cond_fingerprint(s->cfg));
+    if (!cJSON_IsString(fp) || strcmp(fp->valuestring, want) != 0) {
+        return;
+    }
+    struct cond *c = calloc(1, sizeof(*c));
+    if (!c) {
+        return;
+    }
+    c->fp = cond_fingerprint(s->cfg);
+    c->etag = cJSON_IsString(et) ? strdup(et->valuestring) : NULL;
+    c->last_modified = cJSON_IsString(lm) ? strdup(lm->valuestring) : NULL;
+    s->cond = c;
+}
+
+/* Writes STATE_DIR/conditional.json atomically: a temporary file, fsync,
+ * rename, fsync of the directory. Small (one line per conditional
+ * endpoint), so it is written from the loop. */
+static void cond_save(struct engine *e)
+{
+    if (!e->state_file || !e->cond_dirty) {
+        return;
+    }
+    e->cond_dirty = false;
+    struct buf b = {0};
+    int r = buf_puts(&b, "{\"version\":1,\"endpoints\":{");
+    bool first = true;
+    for (size_t i = 0; i < e->cur->n_eps && r >= 0; i++) {
+        const struct ep_state *s = &e->cur->eps[i];
+        if (!s->cond || (!s->cond->etag && !s->cond->last_modified)) {
+            continue;
+        }
+        r = buf_puts(&b, first ? "\n" : ",\n");
+        first = false;
+        r = r < 0 ? r : json_escape_str(&b, s->cfg->name);
+        r = r < 0 ? r : buf_printf(&b, ":{\"fp\":\"%016llx\"", (unsigned long long)s->cond->fp);
+        if (s->cond->etag) {
+            r = r < 0 ? r : buf_puts(&b, ",\"etag\":");
+            r = r < 0 ? r : json_escape_str(&b, s->cond->etag);
+        }
+        if (s->cond->last_modified) {
+            r = r < 0 ? r : buf_puts(&b, ",\"last_modified\":");
+            r = r < 0 ? r : json_escape_str(&b, s->cond->last_modified);
+        }
+        r = r < 0 ? r : buf_putc(&b, '}');
+    }
+    r = r < 0 ? r : buf_puts(&b, "}}\n");
+    if (r < 0) {
+        log_error("out of memory saving %s", e->state_file);
+        buf_done(&b);
+        e->cond_dirty = true;
+        return;
+    }
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", e->state_file);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0;
+    for (size_t off = 0; ok && off < b.len;) {
+        ssize_t n = write(fd, b.data + off, b.len - off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        ok = n > 0;
+        off += ok ? (size_t)n : 0;
+    }
+    ok = ok && fsync(fd) == 0;
+    int err = errno;
+    if (fd >= 0) {
+        close(fd);
+    }
+    ok = ok && rename(tmp, e->state_file) == 0;
+    if (!ok) {
+        err = errno ? errno : err;
+        log_warning("cannot save conditional request state to %s: %s (it is kept in memory)",
+                    e->state_file, strerror(err));
+        unlink(tmp);
+        e->cond_dirty = true;
+    } else {
+        char dir[4200];
+        snprintf(dir, sizeof(dir), "%s", e->state_file);
+        char *slash = strrchr(dir, '/');
+        if (slash) {
+            *slash = slash == dir ? '/' : '\0';
+            slash[slash == dir] = '\0';
+            int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (dfd >= 0) {
+                (void)fsync(dfd);
+                close(dfd);
+            }
+        }
+    }
+    buf_done(&b);
+}
+
+static void cond_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cond_save(w->data);
+}
+
+static void cond_update(struct engine *e, struct ep_state *s, struct xfer *x)
+{
+    char *etag = xfer_header(x, "ETag");
+    char *lm = xfer_header(x, "Last-Modified");
+    if (!etag && !lm && !s->cond) {
+        return;
+    }
+    if (!s->cond) {
+        s->cond = calloc(1, sizeof(*s->cond));
+        if (!s->cond) {
+            free(etag);
+            free(lm);
+            return;
+        }
+    }
+    struct cond *c = s->cond;
+    bool same = ((!etag && !c->etag) || (etag && c->etag && strcmp(etag, c->etag) == 0)) &&
+                ((!lm && !c->last_modified) ||
+                 (lm && c->last_modified && strcmp(lm, c->last_modified) == 0)) &&
+                c->fp == cond_fingerprint(s->cfg);
+    free(c->etag);
+    free(c->last_modified);
+    c->etag = etag;
+    c->last_modified = lm;
+    c->fp = cond_fingerprint(s->cfg);
+    if (!same && e->state_file) {
+        e->cond_dirty = true;
+        if (!ev_is_active(&e->cond_timer)) {
+            ev_timer_set(&e->cond_timer, ENGINE_COND_SAVE_DELAY, 0.);
+            ev_timer_start(e->loop, &e->cond_timer);
+        }
+    }
+}
+
+/* ---- records of a cycle ------------------------------------------------- */
+
+struct emit_ctx {
+    struct engine *e;
+    struct ep_state *s;
+    size_t records;
+    struct record first_err; /* message copied below */
+    char first_msg[300];
+    bool has_err;
+};
+
+static void emit_cb(void *ctx, const struct record *rec)
+{
+    struct emit_ctx *ec = ctx;
+    engine_emit(ec->e, ec->s, rec);
+    ec->records++;
+    if (rec->error != REC_OK && !ec->has_err) {
+        ec->has_err = true;
+        ec->first_err = *rec;
+        snprintf(ec->first_msg, sizeof(ec->first_msg), "%s", rec->message ? rec->message : "");
+        ec->first_err.message = ec->first_msg;
+        ec->first_err.excerpt = NULL;
+        ec->first_err.data = NULL;
+        ec->first_err.headers = NULL;
+        ec->first_err.timings = NULL;
+    }
+}
+
+/* Breaker bookkeeping after a completed cycle (daemon mode). */
+static void engine_breaker(struct engine *e, struct ep_state *s, const struct record *rec)
+{
+    const struct endpoint_ext *x = s->cfg->x;
+    if (e->opt.once) {
+        return;
+    }
+    if (rec->error == REC_OK) {
+        s->breaker_level = 0;
+        return;
+    }
+    if (!x->breaker_after || s->consecutive_failures < x->breaker_after) {
+        return;
+    }
+    usec_t iv = s->cfg->interval;
+    usec_t cap = x->breaker_max > iv ? x->breaker_max : iv;
+    if (s->breaker_level < 40) {
+        s->breaker_level++;
+    }
+    usec_t wait = iv;
+    for (unsigned i = 0; i < s->breaker_level && wait < cap; i++) {
+        wait *= 2;
+    }
+    wait = wait > cap ? cap : wait;
+    usec_t now = now_usec(CLOCK_MONOTONIC);
+    if (now + wait > s->hold_until) {
+        s->hold_until = now + wait;
+    }
+    char w[32];
+    units_format_duration(wait, w, sizeof(w));
+    struct log_fields lf = LOG_FIELDS_INIT;
+    lf.endpoint = s->cfg->name;
+    lf.url = s->cfg->url_redacted;
+    lf.error_kind = record_error_kind(rec->error);
+    lf.http_status = rec->http_status;
+    lf.event = LOG_EV_ENDPOINT_BACKOFF;
+    if (s->breaker_level == 1) {
+        log_full(LOG_WARNING, &lf,
+                 "backing off: %u failed cycles in a row; next probe in %s (doubling up to %s "
+                 "while it fails)",
+                 s->consecutive_failures, w, units_format_duration(cap, (char[32]){0}, 32));
+    } else {
+        log_full(LOG_INFO, &lf, "probe failed (%s); backing off for %s", lf.error_kind, w);
+    }
+}
+
+/* Ends the endpoint's cycle: accounting, breaker, cleanup. rec is the
+ * cycle's outcome (the first error record, or an ok record). */
+static void engine_cycle_end(struct engine *e, struct ep_state *s, const struct record *rec)
+{
+    engine_account(e, s, rec);
+    engine_breaker(e, s, rec);
+    cycle_free(e, s);
+}
+
+/* A cycle that cannot go on (stop, endpoint removed): the record of its
+ * last failed attempt goes out now. */
+static void engine_cycle_abandon(struct engine *e, struct ep_state *s, const char *why)
+{
+    struct cycle *c = s->cyc;
+    if (!c) {
+        return;
+    }
+    if (c->heap_idx != SIZE_MAX) {
+        heap_remove(e, s);
+    }
+    if (c->waiter.tok) {
+        oauth_cancel(&e->oauth, &c->waiter);
+        e->waiting--;
+    }
+    struct record rec = {
+        .endpoint = s->cfg->name,
+        .url = s->cfg->url_redacted,
+        .fetched_at = now_usec(CLOCK_REALTIME),
+        .error = c->pending ? c->pend_kind : REC_ERR_CANCELLED,
+        .http_status = c->pend_status,
+        .curl_code = c->pend_curl,
+        .message = c->pending ? c->pend_msg : why,
+        .attempts = c->attempt,
+    };
+    if (c->pending) {
+        engine_dispatch(e, s->gen, s->cfg, c->pending, c->pending_len);
+    } else {
+        engine_emit(e, s, &rec);
+    }
+    engine_cycle_end(e, s, &rec);
+}
+
+/* ---- starting attempts -------------------------------------------------- */
+
+static void engine_token_cb(struct oauth_waiter *w, const char *token, const char *err);
+
+/* Emits an error record for a cycle that fails before any request. */
+static void engine_fail_cycle(struct engine *e, struct ep_state *s, enum record_error kind,
+                              const char *msg)
+{
+    struct record rec = {
+        .endpoint = s->cfg->name,
+        .url = s->cfg->url_redacted,
+        .fetched_at = now_usec(CLOCK_REALTIME),
+        .error = kind,
+        .message = msg,
+        .attempts = s->cyc ? s->cyc->attempt : 1,
+        .page = s->cfg->x->page_mode ? (s->cyc ? s->cyc->page : 1) : 0,
+    };
+    engine_emit(e, s, &rec);
+    engine_cycle_end(e, s, &rec);
+}
+
+/* Fills the request of the endpoint's next attempt. Returns 0, -EAGAIN
+ * (waits for a token; the cycle is parked), or -EACCES after emitting an
+ * auth error record (the cycle is over). */
+static int engine_prepare(struct engine *e, struct ep_state *s, struct xfer_req *rq)
+{
+    const struct endpoint_ext *x = s->cfg->x;
+    struct cycle *c = s->cyc;
+    memset(rq, 0, sizeof(*rq));
+    if (c) {
+        rq->url = c->url;
+        rq->as_get = c->as_get;
+        rq->cross_origin = c->cross_origin;
+    }
+    if (x->conditional && s->cond && s->cond->fp == cond_fingerprint(s->cfg) &&
+        (!c || (c->page == 1 && !c->url))) {
+        rq->etag = s->cond->etag;
+        rq->last_modified = s->cond->last_modified;
+    }
+    if (x->auth.type == AUTH_NONE || rq->cross_origin) {
+        return 0;
+    }
+    char err[512];
+    usec_t now = now_usec(CLOCK_MONOTONIC);
+    if (x->auth.type == AUTH_OAUTH2) {
+        c = cycle_get(e, s);
+        if (!c) {
+            engine_fail_cycle(e, s, REC_ERR_INTERNAL, "out of memory");
+            return -EACCES;
+        }
+        c->waiter.cb = engine_token_cb;
+        int r = oauth_get(&e->oauth, x, now, &c->waiter, &rq->bearer, err, sizeof(err));
+        if (r == -EAGAIN) {
+            e->waiting++;
+            return -EAGAIN;
+        }
+        if (r < 0) {
+            engine_fail_cycle(e, s, REC_ERR_AUTH, err);
+            return -EACCES;
+        }
+        return 0;
+    }
+    const char *secret = NULL;
+    bool warn = false;
+    int r = secrets_get(&e->secrets, x->auth.secret_path, now, &secret, err, sizeof(err), &warn);
+    if (warn) {
+        log_endpoint(LOG_WARNING, s->cfg->name, "%s; still using the previous secret", err);
+    }
+    if (r < 0) {
+        engine_fail_cycle(e, s, REC_ERR_AUTH, err);
+        return -EACCES;
+    }
+    if (x->auth.type == AUTH_BASIC) {
+        rq->password = secret;
+    } else {
+        rq->bearer = secret;
+    }
+    return 0;
+}
+
+/* A token request finished for a parked cycle: queue it (or fail it). */
+static void engine_token_cb(struct oauth_waiter *w, const char *token, const char *err)
+{
+    struct cycle *c = (struct cycle *)((char *)w - offsetof(struct cycle, waiter));
+    struct ep_state *s = c->owner;
+    struct engine *e = s->gen->engine;
+    e->waiting--;
+    if (!token) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "%s", err ? err : "the token request failed");
+        engine_fail_cycle(e, s, REC_ERR_AUTH, msg);
+        engine_check_done(e);
+        return;
+    }
+    if (e->stopping) {
+        engine_cycle_abandon(e, s, "fetchd was stopped while the endpoint waited for a token");
+        engine_check_done(e);
+        return;
+    }
+    engine_enqueue(e, s, now_usec(CLOCK_MONOTONIC), true);
+}
+
+/* Re-issues a request on the transfer it came from (redirect, next page).
+ * Returns true if it is on its way, false after ending the cycle. */
+static bool engine_continue(struct engine *e, struct xfer *x, struct ep_state *s, bool hop)
+{
+    struct xfer_req rq;
+    int r = engine_prepare(e, s, &rq);
+    if (r < 0) {
+        return false; /* parked or failed: the transfer is released */
+    }
+    rq.hop = hop;
+    if (x->gen != s->gen) {
+        /* carried over by a reload: the request now comes from the new
+         * definition */
+        struct gen *old = x->gen;
+        s->gen->refs++;
+        x->gen = s->gen;
+        engine_gen_unref(e, old);
+    }
+    r = xfer_setup(x, s->cfg, &rq, e->user_agent);
+    if (r == 0) {
+        r = http_add(&e->http, x->easy);
+    }
+    if (r < 0) {
+        engine_fail_cycle(e, s, REC_ERR_INTERNAL, "could not start the transfer");
+        return false;
+    }
+    return true;
+}
+
+/* ---- completion of an attempt ------------------------------------------- */
+
+static bool retryable(const struct endpoint_ext *x, const struct record *rec, bool idempotent)
+{
+    const struct retry_cfg *rc = &x->retry;
+    switch (rec->error) {
+    case REC_ERR_DNS:
+    case REC_ERR_CONNECT:
+        return rc->on_network; /* nothing was sent: safe for any method */
+    case REC_ERR_NETWORK:
+    case REC_ERR_PARTIAL_BODY:
+    case REC_ERR_BAD_RESPONSE:
+        return rc->on_network && (idempotent || rc->non_idempotent);
+    case REC_ERR_TLS:
+        /* a handshake that broke, not a certificate that does not verify */
+        return rc->on_network && rec->verify_result == 0 &&
+               rec->curl_code == CURLE_SSL_CONNECT_ERROR && (idempotent || rc->non_idempotent);
+    case REC_ERR_TIMEOUT:
+        return rc->on_timeout && (idempotent || rc->non_idempotent);
+    case REC_ERR_HTTP_STATUS:
+        return status_set_has(&rc->on_status, rec->http_status) &&
+               (idempotent || rc->non_idempotent);
+    default:
+        return false;
+    }
+}
+
+/* An attempt failed: retry it (true: the cycle goes on) or not. */
+static bool engine_maybe_retry(struct engine *e, struct xfer *x, struct ep_state *s,
+                               const struct record *rec)
+{
+    const struct endpoint_ext *ext = s->cfg->x;
+    usec_t now = now_usec(CLOCK_MONOTONIC);
+    int64_t ra = rec->http_status > 0 ? xfer_retry_after(x) : -1;
+    if (ra >= 0 && (rec->http_status == 429 || rec->http_status == 503)) {
+        /* the server asked for a pause: the next cycle honours it too */
+        usec_t hold = (usec_t)ra > 86400 * USEC_PER_SEC ? 86400 * USEC_PER_SEC : (usec_t)ra;
+        if (!e->opt.once && now + hold > s->hold_until) {
+            s->hold_until = now + hold;
+        }
+    }
+    unsigned attempt = s->cyc ? s->cyc->attempt : 1;
+    if (e->stopping || attempt >= ext->retry.attempts || !retryable(ext, rec, x->is_get)) {
+        return false;
+    }
+    usec_t delay;
+    if (ra >= 0) {
+        if ((usec_t)ra > ext->retry.max_retry_after) {
+            log_endpoint(LOG_INFO, s->cfg->name,
+                         "not retrying: Retry-After (%llu s) is above retry.max_retry_after",
+                         (unsigned long long)((usec_t)ra / USEC_PER_SEC));
+            return false;
+        }
+        delay = (usec_t)ra;
+    } else {
+        usec_t cap = ext->retry.backoff;
+        for (unsigned i = 1; i < attempt && cap < ext->retry.max_backoff; i++) {
+            cap *= 2;
+        }
+        cap = cap > ext->retry.max_backoff ? ext->retry.max_backoff : cap;
+        delay = engine_random(e) % (cap + 1); /* full jitter */
+    }
+    if (!e->opt.once && now + delay >= s->due) {
+        log_endpoint(LOG_DEBUG, s->cfg->name, "not retrying: the next run is due first");
+        return false;
+    }
+    if (!budget_take_retry(e)) {
+        log_endpoint(LOG_DEBUG, s->cfg->name, "not retrying: the retry budget is used up");
+        return false;
+    }
+    struct cycle *c = cycle_get(e, s);
+    if (!c) {
+        return false;
+    }
+    /* keep the failed attempt's record: it goes out if the retry never runs */
+    buf_reset(&e->line);
+    if (record_serialize(rec, &e->line) == 0) {
+        char *p = malloc(e->line.len);
+        if (p) {
+            memcpy(p, e->line.data, e->line.len);
+            free(c->pending);
+            c->pending = p;
+            c->pending_len = e->line.len;
+        }
+    }
+    c->pend_kind = rec->error;
+    c->pend_status = rec->http_status;
+    c->pend_curl = rec->curl_code;
+    snprintf(c->pend_msg, sizeof(c->pend_msg), "%s", rec->message ? rec->message : "");
+    c->attempt++;
+    c->redirects = 0;
+    c->as_get = false;
+    c->cross_origin = c->page_cross_origin;
+    free(c->url);
+    c->url = c->page_url ? strdup(c->page_url) : NULL;
+    c->wake = now + delay;
+    if (heap_push(e, s) < 0) {
+        free(c->pending);
+        c->pending = NULL;
+        c->attempt--;
+        return false;
+    }
+    struct log_fields lf = LOG_FIELDS_INIT;
+    lf.endpoint = s->cfg->name;
+    lf.error_kind = record_error_kind(rec->error);
+    lf.http_status = rec->http_status;
+    log_full(LOG_DEBUG, &lf, "attempt %u failed (%s); retrying in %llu ms", attempt,
+             lf.error_kind, (unsigned long long)(delay / USEC_PER_MSEC));
+    return true;
+}
+
+/* A redirect: follow it on the same transfer (true), or not: then
+ * rec->error says why, or is REC_OK when the cycle is parked for a token
+ * or already ended. Takes loc. */
+static bool engine_follow(struct engine *e, struct xfer *x, struct ep_state *s,
+                          struct record *rec, char *loc, char *msg, size_t msglen)
+{
+    const struct endpoint_cfg *ep = s->cfg;
+    struct cycle *c = cycle_get(e, s);
+    if (!c) {
+        free(loc);
+        rec->error = REC_ERR_INTERNAL;
+        snprintf(msg, msglen, "out of memory following a redirect");
+        return false;
+    }
+    if (c->redirects >= ep->max_redirects) {
+        free(loc);
+        rec->error = REC_ERR_REDIRECT;
+        snprintf(msg, msglen, "more than %u redirects (max_redirects)", ep->max_redirects);
+        return false;
+    }
+    if (!(url_scheme_of(loc) & ep->x->scheme_mask)) {
+        free(loc);
+        rec->error = REC_ERR_PROTOCOL;
+        snprintf(msg, msglen, "redirect to a scheme that is not allowed (schemes: %s)",
+                 ep->x->protocols);
+        return false;
+    }
+    if (!c->cross_origin && !url_same_origin(x->url, loc)) {
+        c->cross_origin = true;
+        log_endpoint(LOG_DEBUG, ep->name,
+                     "redirected to another origin: auth and secret headers are not sent there");
+    }
+    long st = rec->http_status;
+    if ((st == 303 && strcmp(ep->method, "HEAD") != 0) ||
+        ((st == 301 || st == 302) && strcmp(ep->method, "POST") == 0)) {
+        c->as_get = true;
+    }
+    c->redirects++;
+    free(c->url);
+    c->url = loc;
+    return engine_continue(e, x, s, true);
+}
+
+/* The next page's URL of a page that produced records, or NULL. */
+static char *engine_next_page(struct engine *e, struct xfer *x, struct ep_state *s,
+                              size_t doc_len)
+{
+    const struct endpoint_ext *ext = s->cfg->x;
+    if (ext->page_mode == PAGE_LINK) {
+        return xfer_link_next(x);
+    }
+    if (!doc_len || !ext->page_ptr) {
+        return NULL;
+    }
+    size_t off, len;
+    if (jptr_eval(ext->page_ptr, e->data.data, doc_len, &off, &len, NULL) < 0) {
+        return NULL;
+    }
+    const char *v = e->data.data + off;
+    struct buf val = {0};
+    if (v[0] == '"') {
+        if (json_unescape(v, len, &val) < 0 || val.len == 0) {
+            buf_done(&val);
+            return NULL;
+        }
+    } else if ((v[0] >= '0' && v[0] <= '9') || v[0] == '-') {
+        buf_append(&val, v, len);
+    } else {
+        return NULL; /* null, false, an object: the last page */
+    }
+    char *next = NULL;
+    if (val.data) {
+        next = ext->page_mode == PAGE_NEXT_URL ? url_resolve(x->url, val.data)
+                                               : url_add_query(s->cfg->url, ext->page_param,
+                                                               val.data);
+    }
+    buf_done(&val);
+    return next;
+}
+
+/* A page's records went out; go on with the next page or end the cycle. */
+static bool engine_next_or_end(struct engine *e, struct xfer *x, struct ep_state *s,
+                               size_t doc_len, const struct record *base,
+                               const struct emit_ctx *ec)
+{
+    const struct endpoint_ext *ext = s->cfg->x;
+    unsigned page = s->cyc ? s->cyc->page : 1;
+    char *next = ext->page_mode != PAGE_NONE && !ec->has_err ? engine_next_page(e, x, s, doc_len)
+                                                             : NULL;
+    if (next && page >= ext->max_pages) {
+        log_endpoint(LOG_WARNING, s->cfg->name,
+                     "stopped after %u pages (paginate.max_pages); the rest waits for the next "
+                     "run",
+                     page);
+        free(next);
+        next = NULL;
+    }
+    if (next && !(url_scheme_of(next) & ext->scheme_mask)) {
+        log_endpoint(LOG_WARNING, s->cfg->name,
+                     "the next page's URL has a scheme that is not allowed; stopping at page %u",
+                     page);
+        free(next);
+        next = NULL;
+    }
+    if (next) {
+        struct cycle *c = cycle_get(e, s);
+        if (c) {
+            if (!c->page_cross_origin && !url_same_origin(s->cfg->url, next)) {
+                c->page_cross_origin = true;
+            }
+            c->cross_origin = c->page_cross_origin;
+            c->page++;
+            c->attempt = 1;
+            c->redirects = 0;
+            c->as_get = false;
+            c->token_retried = false;
+            free(c->url);
+            free(c->page_url);
+            c->url = next;
+            c->page_url = strdup(next);
+            budget_count_first(e);
+            return engine_continue(e, x, s, false);
+        }
+        free(next);
+    }
+    engine_cycle_end(e, s, ec->has_err ? &ec->first_err : base);
+    return false;
+}
+
 /* http_done_fn: a transfer finished (easy already removed from multi). */
 static void engine_xfer_done(void *userdata, CURL *easy, CURLcode res)
 {
     struct engine *e = userdata;
+    if (oauth_xfer_done(&e->oauth, easy, res)) {
+        engine_check_done(e);
+        return;
+    }
     struct xfer *x = NULL;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
     struct ep_state *s = x->owner;
     struct record rec;
     char msg[CURL_ERROR_SIZE + 256];
+    char *loc = NULL;
+    bool going_on = false;
 
-    xfer_result(x, res, &rec, &e->data, msg, sizeof(msg));
-    engine_account(e, s, &rec);
-    engine_emit(e, s, &rec);
+    enum xfer_outcome o = xfer_result(x, res, &rec, msg, sizeof(msg), &loc);
+    rec.attempts = s->cyc ? s->cyc->attempt : 1;
+    rec.page = s->cfg->x->page_mode ? (s->cyc ? s->cyc->page : 1) : 0;
+    if (o == XFER_REDIRECT) {
+        going_on = engine_follow(e, x, s, &rec, loc, msg, sizeof(msg));
+        if (!going_on && rec.error != REC_OK) {
+            engine_emit(e, s, &rec);
+            engine_cycle_end(e, s, &rec);
+        } /* else on its way, parked for a token, or failed and recorded */
+    } else if (o == XFER_NOT_MODIFIED) {
+        rec.unchanged = true;
+        rec.data = NULL;
+        if (s->cfg->x->unchanged_record) {
+            engine_emit(e, s, &rec);
+        }
+        engine_cycle_end(e, s, &rec);
+    } else if (rec.error == REC_OK) {
+        struct emit_ctx ec = {.e = e, .s = s};
+        size_t doc_len = 0;
+        char pmsg[CURL_ERROR_SIZE + 256];
+        xfer_parse(x, &rec, &e->data, &doc_len, emit_cb, &ec, pmsg, sizeof(pmsg));
+        if (s->cfg->x->conditional && rec.http_status == 200 && rec.page <= 1 &&
+            !(s->cyc && s->cyc->url)) {
+            cond_update(e, s, x);
+        }
+        rec.data = NULL;
+        going_on = engine_next_or_end(e, x, s, doc_len, &rec, &ec);
+    } else if (s->cfg->x->auth.type == AUTH_OAUTH2 && rec.http_status == 401 &&
+               !(s->cyc && s->cyc->cross_origin) && !(s->cyc && s->cyc->token_retried) &&
+               !e->stopping && cycle_get(e, s)) {
+        /* the token may have been revoked: once per cycle, fetch a new one */
+        s->cyc->token_retried = true;
+        oauth_invalidate(&e->oauth, s->cfg->x, NULL);
+        going_on = engine_continue(e, x, s, false);
+    } else if (engine_maybe_retry(e, x, s, &rec)) {
+        /* waits in the retry heap without a transfer */
+    } else {
+        engine_emit(e, s, &rec);
+        engine_cycle_end(e, s, &rec);
+    }
     buf_shrink(&e->data, 1024 * 1024);
-    engine_release_xfer(e, x);
+    if (!going_on) {
+        engine_release_xfer(e, x);
+    }
     if (e->qhead && !e->stopping) {
         engine_start_some(e);
     }
@@ -521,16 +1483,9 @@ static void engine_xfer_done(void *userdata, CURL *easy, CURLcode res)
 /* A transfer that could not even start still produces a record. */
 static void engine_fail_start(struct engine *e, struct ep_state *s, int err)
 {
-    struct record rec = {
-        .endpoint = s->cfg->name,
-        .url = s->cfg->url_redacted,
-        .fetched_at = now_usec(CLOCK_REALTIME),
-        .error = REC_ERR_INTERNAL,
-        .message = err == -ENOMEM ? "out of memory starting the transfer"
-                                  : "could not start the transfer",
-    };
-    engine_account(e, s, &rec);
-    engine_emit(e, s, &rec);
+    engine_fail_cycle(e, s, REC_ERR_INTERNAL,
+                      err == -ENOMEM ? "out of memory starting the transfer"
+                                     : "could not start the transfer");
 }
 
 static void engine_start_some(struct engine *e)
@@ -538,10 +1493,21 @@ static void engine_start_some(struct engine *e)
     while (!e->stopping && e->free_xfers && e->qhead &&
            e->started_this_iter < ENGINE_STARTS_PER_TICK) {
         struct ep_state *s = engine_dequeue(e);
+        struct xfer_req rq;
+        if (!s->cyc || (s->cyc->attempt == 1 && s->cyc->page == 1 && !s->cyc->pending)) {
+            budget_count_first(e);
+        }
+        if (engine_prepare(e, s, &rq) < 0) {
+            continue; /* waits for a token, or failed (recorded) */
+        }
+        if (s->cyc && s->cyc->pending) {
+            free(s->cyc->pending); /* this retry will produce the record */
+            s->cyc->pending = NULL;
+        }
         struct xfer *x = e->free_xfers;
         e->free_xfers = x->next_free;
         x->next_free = NULL;
-        int r = xfer_setup(x, s->cfg, e->user_agent);
+        int r = xfer_setup(x, s->cfg, &rq, e->user_agent);
         if (r == 0) {
             x->owner = s;
             x->gen = s->gen;
@@ -669,7 +1635,13 @@ static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     usec_t iv = s->cfg->interval;
     usec_t k = now > s->base ? (now - s->base) / iv + 1 : 1;
     ep_arm(e, s, s->base + k * iv, now);
-    if (s->xfer || s->queued) {
+    if (!e->opt.once && now < s->hold_until) {
+        /* circuit breaker open, or the server asked for a pause */
+        s->backed_off++;
+        log_endpoint(LOG_DEBUG, s->cfg->name, "backing off, skipping this run");
+        return;
+    }
+    if (s->xfer || s->queued || s->cyc) {
         /* never two fetches of one endpoint at once: skip this run */
         s->skipped++;
         e->st.skipped++;
@@ -722,6 +1694,26 @@ static struct gen *gen_new(struct engine *e, struct config *cfg)
         }
     }
     return g;
+}
+
+/* TLS verification off is logged at every (re)load. */
+static void engine_warn_insecure(struct engine *e)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < e->cur->n_eps; i++) {
+        const struct ep_state *s = &e->cur->eps[i];
+        if (!s->selected || !s->cfg->x->tls.insecure) {
+            continue;
+        }
+        if (n++ < 10) {
+            log_endpoint(LOG_WARNING, s->cfg->name,
+                         "TLS verification is off (tls.verify: false): anyone on the path can "
+                         "read and change its traffic");
+        }
+    }
+    if (n > 10) {
+        log_warning("TLS verification is off for %zu more endpoints", n - 10);
+    }
 }
 
 static void engine_reload_failed(struct engine *e, const char *why)
@@ -812,6 +1804,7 @@ static void engine_reload(struct engine *e)
         struct ep_state *os = oep ? &old->eps[oep - old->cfg->endpoints] : NULL;
         if (!os || !os->selected) {
             added++;
+            cond_restore(e, ns);
             ep_schedule_first(e, ns, now);
             continue;
         }
@@ -823,6 +1816,25 @@ static void engine_reload(struct engine *e)
         ns->failures = os->failures;
         ns->skipped = os->skipped;
         ns->last_error = os->last_error;
+        ns->backed_off = os->backed_off;
+        ns->breaker_level = os->breaker_level;
+        ns->hold_until = os->hold_until;
+        if (os->cond && ns->cfg->x->conditional && os->cond->fp == cond_fingerprint(ns->cfg)) {
+            ns->cond = os->cond;
+            os->cond = NULL;
+        }
+        if (os->cyc) {
+            /* a cycle (retry wait, token wait, pages) goes on for the new
+             * state; its reference moves with it */
+            ns->cyc = os->cyc;
+            os->cyc = NULL;
+            ns->cyc->owner = ns;
+            if (ns->cyc->heap_idx != SIZE_MAX) {
+                e->heap[ns->cyc->heap_idx] = ns;
+            }
+            ng->refs++;
+            engine_gen_unref(e, old);
+        }
         if (os->xfer) {
             /* the transfer completes for the new state; its endpoint
              * definition stays in its own generation until then */
@@ -867,6 +1879,7 @@ static void engine_reload(struct engine *e)
         }
         q = next;
     }
+    old->refs++; /* kept for the loop below */
     e->cur = ng;
     if (old->refs > 0) {
         old->next = e->retired;
@@ -874,6 +1887,16 @@ static void engine_reload(struct engine *e)
     } else {
         gen_free(old);
     }
+    /* cycles of removed endpoints that wait (to retry, for a token, or in
+     * the queue) end now, with the record of their last attempt */
+    for (size_t i = 0; i < old->n_eps; i++) {
+        struct ep_state *os = &old->eps[i];
+        if (os->cyc && !os->xfer) {
+            engine_cycle_abandon(e, os, "the endpoint was removed by a reload");
+        }
+    }
+    engine_gen_unref(e, old);
+    engine_warn_insecure(e);
     e->reload_error[0] = '\0';
     e->st.selected = 0;
     for (size_t i = 0; i < ng->n_eps; i++) {
@@ -895,6 +1918,27 @@ out:
 
 /* ---- stop --------------------------------------------------------------- */
 
+/* At stop: cycles that wait to retry, for a token, or in the queue will not
+ * run again; each delivers the record of its last attempt now. */
+static void engine_abandon_waiting(struct engine *e)
+{
+    while (e->heap_n) {
+        engine_cycle_abandon(e, e->heap[0], "stopped");
+    }
+    for (struct ep_state *q = e->qhead; q; q = q->qnext) {
+        if (q->cyc && q->cyc->pending) {
+            engine_cycle_abandon(e, q, "stopped");
+        }
+    }
+    for (size_t i = 0; i < e->cur->n_eps; i++) {
+        struct ep_state *s = &e->cur->eps[i];
+        if (s->cyc && s->cyc->waiter.tok) {
+            engine_cycle_abandon(e, s,
+                                 "fetchd was stopped while the endpoint waited for a token");
+        }
+    }
+}
+
 static void engine_abort_in_flight(struct engine *e)
 {
     /* Transfers still running become "cancelled" records: a stop never
@@ -908,13 +1952,17 @@ static void engine_abort_in_flight(struct engine *e)
         http_remove(&e->http, x->easy);
         struct record rec;
         char msg[CURL_ERROR_SIZE + 256];
-        xfer_result(x, CURLE_ABORTED_BY_CALLBACK, &rec, &e->data, msg, sizeof(msg));
+        char *loc = NULL;
+        xfer_result(x, CURLE_ABORTED_BY_CALLBACK, &rec, msg, sizeof(msg), &loc);
+        free(loc);
         rec.error = REC_ERR_CANCELLED;
         rec.curl_code = 0; /* libcurl reported nothing: we stopped it */
         rec.excerpt = NULL;
+        rec.attempts = s->cyc ? s->cyc->attempt : 1;
+        rec.page = s->cfg->x->page_mode ? (s->cyc ? s->cyc->page : 1) : 0;
         snprintf(msg, sizeof(msg), "fetchd was stopped before the transfer completed");
-        engine_account(e, s, &rec);
         engine_emit(e, s, &rec);
+        engine_cycle_end(e, s, &rec);
         engine_release_xfer(e, x);
     }
 }
@@ -954,6 +2002,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
             ev_timer_stop(loop, &e->cur->eps[i].timer);
         }
         ev_timer_stop(loop, &e->kick);
+        engine_abandon_waiting(e);
         struct log_fields lf = LOG_FIELDS_INIT;
         lf.event = LOG_EV_STOPPING;
         if (e->in_flight == 0) {
@@ -995,6 +2044,67 @@ static void engine_raise_nofile(unsigned need)
         log_warning("the file descriptor limit (%llu) is low for max_concurrent %u; raise "
                     "LimitNOFILE= or ulimit -n",
                     (unsigned long long)rl.rlim_cur, need);
+    }
+}
+
+/* Conditional-request state from an earlier run (--state-dir). */
+static void engine_load_state(struct engine *e)
+{
+    bool any = false;
+    for (size_t i = 0; i < e->cur->n_eps && !any; i++) {
+        any = e->cur->eps[i].selected && e->cur->eps[i].cfg->x->conditional;
+    }
+    if (!e->opt.state_dir || !any) {
+        if (any) {
+            log_info("no state directory (--state-dir or $STATE_DIRECTORY): ETag and "
+                     "Last-Modified are kept in memory only");
+        }
+        return;
+    }
+    struct buf p = {0};
+    if (buf_printf(&p, "%s/conditional.json", e->opt.state_dir) < 0) {
+        buf_done(&p);
+        return;
+    }
+    e->state_file = buf_steal(&p);
+    int fd = open(e->state_file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT) {
+            log_warning("cannot read %s: %s; conditional requests start without validators",
+                        e->state_file, strerror(errno));
+        }
+        return;
+    }
+    struct buf t = {.max = 64 * 1024 * 1024};
+    for (;;) {
+        if (buf_reserve(&t, 65536) < 0) {
+            break;
+        }
+        ssize_t n = read(fd, t.data + t.len, t.cap - t.len - 1);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        t.len += (size_t)n;
+        t.data[t.len] = '\0';
+    }
+    close(fd);
+    cJSON *root = t.data ? cJSON_ParseWithLength(t.data, t.len) : NULL;
+    buf_done(&t);
+    cJSON *eps = cJSON_GetObjectItemCaseSensitive(root, "endpoints");
+    if (!cJSON_IsObject(eps)) {
+        log_warning("%s is not valid state (ignored; it is rewritten on the next change)",
+                    e->state_file);
+        cJSON_Delete(root);
+        return;
+    }
+    e->saved_cond = root;
+    for (size_t i = 0; i < e->cur->n_eps; i++) {
+        if (e->cur->eps[i].selected) {
+            cond_restore(e, &e->cur->eps[i]);
+        }
     }
 }
 
@@ -1050,6 +2160,12 @@ int engine_new(struct engine **ret, struct config *cfg, const struct engine_opti
     }
 
     snprintf(e->user_agent, sizeof(e->user_agent), "fetchd/%s", FETCHD_VERSION);
+    oauth_init(&e->oauth, &e->http, &e->secrets, e->user_agent);
+    ev_timer_init(&e->retry_timer, retry_cb, 0., 0.);
+    e->retry_timer.data = e;
+    ev_timer_init(&e->cond_timer, cond_timer_cb, 0., 0.);
+    e->cond_timer.data = e;
+    engine_load_state(e);
     ev_timer_init(&e->kick, kick_cb, 0., 0.);
     e->kick.data = e;
     ev_prepare_init(&e->flush, flush_cb);
@@ -1105,6 +2221,7 @@ static void engine_unblock_signals(void)
 
 int engine_run(struct engine *e)
 {
+    engine_warn_insecure(e);
     e->started = now_usec(CLOCK_MONOTONIC);
     ev_signal_start(e->loop, &e->sigterm);
     ev_signal_start(e->loop, &e->sigint);
@@ -1237,12 +2354,17 @@ struct engine *engine_free(struct engine *e)
         }
         ev_timer_stop(e->loop, &e->kick);
         ev_timer_stop(e->loop, &e->grace);
+        ev_timer_stop(e->loop, &e->retry_timer);
+        ev_timer_stop(e->loop, &e->cond_timer);
         ev_signal_stop(e->loop, &e->sigterm);
         ev_signal_stop(e->loop, &e->sigint);
         ev_signal_stop(e->loop, &e->sighup);
         for (size_t i = 0; e->cur && i < e->cur->n_eps; i++) {
             ev_timer_stop(e->loop, &e->cur->eps[i].timer);
         }
+    }
+    if (e->cur) {
+        cond_save(e); /* validators learnt since the last save */
     }
     /* order: easy handles out of the multi, then the multi (which may still
      * call the socket callback), then the loop */
@@ -1253,8 +2375,13 @@ struct engine *engine_free(struct engine *e)
         xfer_done(&e->pool[i]);
     }
     if (e->http_ready) {
+        oauth_done(&e->oauth);
         http_done(&e->http);
     }
+    secrets_done(&e->secrets);
+    free(e->heap);
+    free(e->state_file);
+    cJSON_Delete(e->saved_cond);
     sinkset_close(&e->sinks);
     free(e->pool);
     while (e->retired) {

@@ -16,6 +16,7 @@ struct engine_options {
     const char *const *only;  /* endpoint names to run (NULL = all enabled) */
     size_t n_only;
     bool progress;            /* --once progress line on stderr */
+    const char *state_dir;    /* conditional-request state, or NULL */
 };
 
 struct engine_stats {

@@ -502,3 +502,117 @@ void json_line_col(const char *text, size_t len, size_t offset, unsigned *ret_li
     *ret_line = line;
     *ret_col = (unsigned)(offset - line_start + 1);
 }
+
+bool json_array_next(const char *t, size_t len, size_t *pos, size_t *ret_off, size_t *ret_len)
+{
+    size_t i = *pos ? *pos : 1; /* after '[' or after the previous element */
+    if (i >= len || t[i] == ']') {
+        return false;
+    }
+    if (t[i] == ',') {
+        i++;
+    }
+    size_t start = i;
+    int depth = 0;
+    bool in_str = false;
+    for (; i < len; i++) {
+        char c = t[i];
+        if (in_str) {
+            if (c == '\\') {
+                i++;
+            } else if (c == '"') {
+                in_str = false;
+            }
+            continue;
+        }
+        if (c == '"') {
+            in_str = true;
+        } else if (c == '[' || c == '{') {
+            depth++;
+        } else if (c == ']' || c == '}') {
+            if (depth == 0) {
+                break;
+            }
+            depth--;
+        } else if (c == ',' && depth == 0) {
+            break;
+        }
+    }
+    if (i == start) {
+        return false;
+    }
+    *ret_off = start;
+    *ret_len = i - start;
+    *pos = i;
+    return true;
+}
+
+int json_unescape(const char *t, size_t len, struct buf *out)
+{
+    if (len < 2 || t[0] != '"' || t[len - 1] != '"') {
+        return -EINVAL;
+    }
+    for (size_t i = 1; i + 1 < len; i++) {
+        char c = t[i];
+        int r;
+        if (c != '\\') {
+            r = buf_putc(out, c);
+        } else {
+            c = t[++i];
+            switch (c) {
+            case 'b': r = buf_putc(out, '\b'); break;
+            case 'f': r = buf_putc(out, '\f'); break;
+            case 'n': r = buf_putc(out, '\n'); break;
+            case 'r': r = buf_putc(out, '\r'); break;
+            case 't': r = buf_putc(out, '\t'); break;
+            case 'u': {
+                unsigned cp;
+                if (hex4((const unsigned char *)t + i + 1, (const unsigned char *)t + len, &cp) < 0) {
+                    return -EINVAL;
+                }
+                i += 4;
+                if (cp >= 0xd800 && cp <= 0xdbff && i + 6 < len && t[i + 1] == '\\' &&
+                    t[i + 2] == 'u') {
+                    unsigned lo;
+                    if (hex4((const unsigned char *)t + i + 3, (const unsigned char *)t + len,
+                             &lo) == 0 && lo >= 0xdc00 && lo <= 0xdfff) {
+                        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                        i += 6;
+                    }
+                }
+                if (cp == 0) {
+                    return -EINVAL;
+                }
+                char u[4];
+                size_t n;
+                if (cp < 0x80) {
+                    u[0] = (char)cp;
+                    n = 1;
+                } else if (cp < 0x800) {
+                    u[0] = (char)(0xc0 | (cp >> 6));
+                    u[1] = (char)(0x80 | (cp & 0x3f));
+                    n = 2;
+                } else if (cp < 0x10000) {
+                    u[0] = (char)(0xe0 | (cp >> 12));
+                    u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+                    u[2] = (char)(0x80 | (cp & 0x3f));
+                    n = 3;
+                } else {
+                    u[0] = (char)(0xf0 | (cp >> 18));
+                    u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+                    u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+                    u[3] = (char)(0x80 | (cp & 0x3f));
+                    n = 4;
+                }
+                r = buf_append(out, u, n);
+                break;
+            }
+            default: r = buf_putc(out, c); break; /* " \ / */
+            }
+        }
+        if (r < 0) {
+            return r;
+        }
+    }
+    return out->data ? 0 : buf_puts(out, "");
+}

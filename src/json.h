@@ -42,5 +42,15 @@ static inline int json_escape_str(struct buf *out, const char *s)
 void json_line_col(const char *text, size_t len, size_t offset, unsigned *ret_line,
                    unsigned *ret_col);
 
+/* Iterates the elements of a minified JSON array t[0..len) (t[0] == '[').
+ * Start with *pos = 0; each call stores the next element's offset and length
+ * and returns true, false at the end. */
+bool json_array_next(const char *t, size_t len, size_t *pos, size_t *ret_off, size_t *ret_len);
+
+/* Appends the value of a valid JSON string literal t[0..len) (with its
+ * quotes) to out, unescaped, NUL-terminated. Returns 0, -EINVAL (not a
+ * string, or it holds a NUL) or -ENOMEM. */
+int json_unescape(const char *t, size_t len, struct buf *out);
+
 /* Length of a valid UTF-8 sequence starting at s (at most n bytes), or 0. */
 size_t json_utf8_len(const unsigned char *s, size_t n);

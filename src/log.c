@@ -49,6 +49,7 @@ static const struct {
     [LOG_EV_FETCH_FAILED] = {"fetch_failed", "5e547f9af9de4439acc8da1b112b81a9"},
     [LOG_EV_LOG_SUPPRESSED] = {"log_suppressed", "2d309dde79fa4265b21457171f5e40b0"},
     [LOG_EV_SINK_ERROR] = {"sink_error", "3bb113c52e064df2a37faa0b31eeaad6"},
+    [LOG_EV_ENDPOINT_BACKOFF] = {"endpoint_backoff", "d0f21eaecd854d59a8434adb9c3b7a8f"},
 };
 
 const char *log_event_name(enum log_event e)
@@ -144,7 +145,8 @@ void log_set_before_write(void (*fn)(void))
 static bool is_endpoint_event(enum log_event e)
 {
     return e == LOG_EV_ENDPOINT_DOWN || e == LOG_EV_ENDPOINT_RECOVERED ||
-           e == LOG_EV_ENDPOINT_STILL_FAILING || e == LOG_EV_FETCH_FAILED;
+           e == LOG_EV_ENDPOINT_STILL_FAILING || e == LOG_EV_FETCH_FAILED ||
+           e == LOG_EV_ENDPOINT_BACKOFF;
 }
 
 /* Returns false when this message must be suppressed. */

@@ -48,6 +48,7 @@ enum log_event {
     LOG_EV_FETCH_FAILED,
     LOG_EV_LOG_SUPPRESSED,
     LOG_EV_SINK_ERROR,
+    LOG_EV_ENDPOINT_BACKOFF,
     _LOG_EV_MAX,
 };
 

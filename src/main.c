@@ -54,6 +54,7 @@ static int run(const struct cli_args *args)
         .only = args->only,
         .n_only = args->n_only,
         .progress = args->progress && isatty(STDERR_FILENO),
+        .state_dir = args->state_dir,
     };
     struct engine *e = NULL;
     r = engine_new(&e, cfg, &opt);

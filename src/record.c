@@ -25,6 +25,9 @@ static const char *const error_kinds[_REC_ERR_MAX] = {
     [REC_ERR_CANCELLED] = "cancelled",
     [REC_ERR_INTERNAL] = "internal",
     [REC_ERR_TRANSFER] = "transfer",
+    [REC_ERR_CONTENT_TYPE] = "unexpected_content_type",
+    [REC_ERR_AUTH] = "auth",
+    [REC_ERR_NOT_ARRAY] = "not_array",
 };
 
 const char *record_error_kind(enum record_error e)
@@ -58,6 +61,35 @@ int record_serialize(const struct record *r, struct buf *out)
     TRY(buf_printf(out, ",\"fetched_at\":\"%s\",\"duration_ms\":%llu.%03u,\"bytes\":%llu", ts,
                    (unsigned long long)(r->duration / 1000), (unsigned)(r->duration % 1000),
                    (unsigned long long)r->bytes));
+    TRY(buf_printf(out, ",\"attempts\":%u", r->attempts ? r->attempts : 1));
+    if (r->page) {
+        TRY(buf_printf(out, ",\"page\":%u", r->page));
+    }
+    if (r->has_index) {
+        TRY(buf_printf(out, ",\"index\":%zu", r->index));
+    }
+    if (r->unchanged) {
+        TRY(buf_puts(out, ",\"unchanged\":true"));
+    }
+    if (r->http_version) {
+        TRY(buf_puts(out, ",\"http_version\":"));
+        TRY(json_escape_str(out, r->http_version));
+    }
+    if (r->timings) {
+        const struct record_timings *t = r->timings;
+        const usec_t v[5] = {t->dns, t->connect, t->tls, t->ttfb, t->total};
+        static const char *const k[5] = {"dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "total_ms"};
+        TRY(buf_puts(out, ",\"timings\":{"));
+        for (int i = 0; i < 5; i++) {
+            TRY(buf_printf(out, "%s\"%s\":%llu.%03u", i ? "," : "", k[i],
+                           (unsigned long long)(v[i] / 1000), (unsigned)(v[i] % 1000)));
+        }
+        TRY(buf_putc(out, '}'));
+    }
+    if (r->headers && r->headers_len) {
+        TRY(buf_puts(out, ",\"headers\":"));
+        TRY(buf_append(out, r->headers, r->headers_len));
+    }
     if (r->error == REC_OK) {
         TRY(buf_puts(out, ",\"data\":"));
         if (r->data && r->data_len) {
@@ -75,6 +107,9 @@ int record_serialize(const struct record *r, struct buf *out)
         }
         if (r->http_status > 0) {
             TRY(buf_printf(out, ",\"http_status\":%ld", r->http_status));
+        }
+        if (r->verify_result) {
+            TRY(buf_printf(out, ",\"verify_result\":%ld", r->verify_result));
         }
         if (r->has_offset) {
             TRY(buf_printf(out, ",\"offset\":%zu", r->offset));

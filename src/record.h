@@ -32,10 +32,17 @@ enum record_error {
     REC_ERR_CANCELLED,    /* stopped before completion (shutdown) */
     REC_ERR_INTERNAL,     /* out of memory or another local failure */
     REC_ERR_TRANSFER,     /* any other libcurl failure */
+    REC_ERR_CONTENT_TYPE, /* a Content-Type that is not JSON (text/html...) */
+    REC_ERR_AUTH,         /* a secret could not be read, a token request failed */
+    REC_ERR_NOT_ARRAY,    /* split: the document (after select) is not an array */
     _REC_ERR_MAX,
 };
 
 const char *record_error_kind(enum record_error e);
+
+struct record_timings {
+    usec_t dns, connect, tls, ttfb, total; /* cumulative from the attempt's start */
+};
 
 struct record {
     const char *endpoint;  /* borrowed */
@@ -46,10 +53,20 @@ struct record {
     uint64_t bytes;        /* body bytes received (after any decoding) */
     const char *data;      /* minified JSON (ok records), or NULL for "null" */
     size_t data_len;
+    unsigned attempts;     /* attempts made in the cycle (0 is written as 1) */
+    unsigned page;         /* 0: not paginated, else 1-based */
+    bool has_index;
+    size_t index;          /* split / ndjson: element or line, 0-based */
+    bool unchanged;        /* a 304 "unchanged" marker */
+    const char *http_version;             /* "1.1", "2"... or NULL */
+    const struct record_timings *timings; /* or NULL */
+    const char *headers;   /* a JSON object (response_headers), or NULL */
+    size_t headers_len;
 
     enum record_error error;
     const char *message;   /* human message for errors, borrowed */
     int curl_code;         /* CURLcode, 0 if none */
+    long verify_result;    /* tls: X.509 verify result, 0 if none */
     bool has_offset;
     size_t offset;         /* invalid_json: byte offset of the problem */
     const char *excerpt;   /* start of the response body for errors, or NULL */

@@ -11,7 +11,49 @@
 
 #include "util/buf.h"
 
+unsigned url_scheme_bit(const char *name, size_t len)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } schemes[] = {{"http", URL_HTTP}, {"https", URL_HTTPS}, {"file", URL_FILE},
+                   {"ftp", URL_FTP},   {"ftps", URL_FTPS}};
+    for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+        if (strlen(schemes[i].name) == len && strncasecmp(name, schemes[i].name, len) == 0) {
+            return schemes[i].bit;
+        }
+    }
+    return 0;
+}
+
+unsigned url_scheme_of(const char *url)
+{
+    const char *c = strstr(url, "://");
+    return c ? url_scheme_bit(url, (size_t)(c - url)) : 0;
+}
+
+static void scheme_list(unsigned schemes, char *out, size_t len)
+{
+    static const char *const names[] = {"http", "https", "file", "ftp", "ftps"};
+    size_t off = 0;
+    out[0] = '\0';
+    for (unsigned i = 0; i < 5; i++) {
+        if (schemes & (1u << i)) {
+            int n = snprintf(out + off, len - off, "%s%s", off ? ", " : "", names[i]);
+            if (n < 0 || (size_t)n >= len - off) {
+                break;
+            }
+            off += (size_t)n;
+        }
+    }
+}
+
 int url_validate(const char *url, char *err, size_t errlen)
+{
+    return url_validate_schemes(url, URL_SCHEMES_DEFAULT, err, errlen);
+}
+
+int url_validate_schemes(const char *url, unsigned schemes, char *err, size_t errlen)
 {
     size_t len = strlen(url);
     if (len == 0) {
@@ -53,11 +95,20 @@ int url_validate(const char *url, char *err, size_t errlen)
                  "the URL has no valid scheme; write it as http://HOST/PATH or https://HOST/PATH");
         return -EINVAL;
     }
-    if (!((slen == 4 && strncasecmp(url, "http", 4) == 0) ||
-          (slen == 5 && strncasecmp(url, "https", 5) == 0))) {
-        snprintf(err, errlen, "scheme \"%.*s\" is not allowed (allowed: http, https)", (int)slen,
-                 url);
+    unsigned bit = url_scheme_bit(url, slen);
+    if (!(bit & schemes)) {
+        char allowed[64];
+        scheme_list(schemes, allowed, sizeof(allowed));
+        snprintf(err, errlen, "scheme \"%.*s\" is not allowed (allowed: %s%s)", (int)slen, url,
+                 allowed, schemes == URL_SCHEMES_DEFAULT ? "; others need \"schemes\"" : "");
         return -EINVAL;
+    }
+    if (bit == URL_FILE) {
+        if (strncmp(colon + 3, "/", 1) != 0) {
+            snprintf(err, errlen, "a file URL must be file:///ABSOLUTE/PATH");
+            return -EINVAL;
+        }
+        return 0;
     }
     const char *auth = colon + 3;
     size_t alen = strcspn(auth, "/?#");
@@ -208,4 +259,100 @@ char *url_redact(const char *url)
         return NULL;
     }
     return buf_steal(&b);
+}
+
+/* scheme, host and port of an absolute URL */
+static int url_origin(const char *url, char **scheme, char **host, char **port)
+{
+    *scheme = *host = *port = NULL;
+    CURLU *u = curl_url();
+    if (!u) {
+        return -ENOMEM;
+    }
+    int r = -EINVAL;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        if (curl_url_get(u, CURLUPART_HOST, host, 0) != CURLUE_OK) {
+            *host = NULL; /* file: no host */
+        }
+        r = 0;
+    }
+    curl_url_cleanup(u);
+    return r;
+}
+
+static bool str_ieq(const char *a, const char *b)
+{
+    return a == b || (a && b && strcasecmp(a, b) == 0);
+}
+
+bool url_same_origin(const char *a, const char *b)
+{
+    char *s1, *h1, *p1, *s2, *h2, *p2;
+    int r1 = url_origin(a, &s1, &h1, &p1);
+    int r2 = url_origin(b, &s2, &h2, &p2);
+    bool same = r1 == 0 && r2 == 0 && str_ieq(s1, s2) && str_ieq(h1, h2) && str_ieq(p1, p2);
+    curl_free(s1);
+    curl_free(h1);
+    curl_free(p1);
+    curl_free(s2);
+    curl_free(h2);
+    curl_free(p2);
+    return same;
+}
+
+static char *dup_curl(char *s)
+{
+    char *d = s ? strdup(s) : NULL;
+    curl_free(s);
+    return d;
+}
+
+char *url_resolve(const char *base, const char *ref)
+{
+    if (!*ref || strlen(ref) > URL_MAX_LEN) {
+        return NULL;
+    }
+    CURLU *u = curl_url();
+    if (!u) {
+        return NULL;
+    }
+    char *out = NULL;
+    /* setting a relative URL on a handle holding the base resolves it */
+    if (curl_url_set(u, CURLUPART_URL, base, 0) == CURLUE_OK &&
+        curl_url_set(u, CURLUPART_URL, ref, 0) == CURLUE_OK) {
+        char *s = NULL;
+        if (curl_url_get(u, CURLUPART_URL, &s, 0) == CURLUE_OK) {
+            out = dup_curl(s);
+        } else {
+            curl_free(s);
+        }
+    }
+    curl_url_cleanup(u);
+    return out;
+}
+
+char *url_add_query(const char *url, const char *name, const char *value)
+{
+    struct buf q = {0};
+    if (buf_printf(&q, "%s=%s", name, value) < 0) {
+        buf_done(&q);
+        return NULL;
+    }
+    CURLU *u = curl_url();
+    char *out = NULL;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_set(u, CURLUPART_QUERY, q.data, CURLU_APPENDQUERY | CURLU_URLENCODE) ==
+            CURLUE_OK) {
+        char *s = NULL;
+        if (curl_url_get(u, CURLUPART_URL, &s, 0) == CURLUE_OK) {
+            out = dup_curl(s);
+        } else {
+            curl_free(s);
+        }
+    }
+    curl_url_cleanup(u);
+    buf_done(&q);
+    return out;
 }

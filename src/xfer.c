@@ -1,7 +1,9 @@
 /* xfer.c - easy handle setup, capped body capture, result classification. */
 #include "xfer.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -10,6 +12,7 @@
 #include "jptr.h"
 #include "json.h"
 #include "units.h"
+#include "url.h"
 
 /* CURLOPT_WRITEFUNCTION: counts decoded bytes against the cap (libcurl's
  * MAXFILESIZE only checks a declared Content-Length) and aborts the transfer
@@ -30,34 +33,109 @@ static size_t xfer_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata
     return n;
 }
 
-int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const char *user_agent)
+/* libcurl's built-in CA locations, captured once: every transfer sets
+ * CAINFO/CAPATH (no curl_easy_reset() between transfers), and NULL would
+ * mean "none", not "the default". */
+static char *default_cainfo, *default_capath;
+static bool defaults_captured;
+
+static void capture_defaults(CURL *c)
+{
+    if (defaults_captured) {
+        return;
+    }
+    char *p = NULL;
+    if (curl_easy_getinfo(c, CURLINFO_CAINFO, &p) == CURLE_OK && p) {
+        default_cainfo = strdup(p);
+    }
+    p = NULL;
+    if (curl_easy_getinfo(c, CURLINFO_CAPATH, &p) == CURLE_OK && p) {
+        default_capath = strdup(p);
+    }
+    defaults_captured = true;
+}
+
+static bool header_name_is(const char *hdr, const char *name)
+{
+    size_t n = strlen(name);
+    return strncasecmp(hdr, name, n) == 0 && (hdr[n] == ':' || hdr[n] == ';');
+}
+
+static int add_header(struct xfer *x, const char *h)
+{
+    struct curl_slist *n = curl_slist_append(x->headers, h);
+    if (!n) {
+        return -ENOMEM;
+    }
+    x->headers = n;
+    return 0;
+}
+
+int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const struct xfer_req *rq,
+               const char *user_agent)
 {
     /* No curl_easy_reset() between transfers: it frees and rebuilds most of
      * the handle's state and was the largest single cost per fetch in a
      * profile. Every option any transfer sets is set on every transfer
      * below (to its value or its default), so nothing leaks from the
      * previous endpoint. */
+    static const struct xfer_req none = {0};
+    if (!rq) {
+        rq = &none;
+    }
     if (!x->easy) {
         x->easy = curl_easy_init();
         if (!x->easy) {
             return -ENOMEM;
         }
+        capture_defaults(x->easy);
     }
     CURL *c = x->easy;
+    const struct endpoint_ext *ext = ep->x;
     x->ep = ep;
     x->too_large = false;
     x->oom = false;
     x->errbuf[0] = '\0';
+    x->http_version[0] = '\0';
+    x->url = rq->url ? rq->url : ep->url;
     buf_reset(&x->body);
+    buf_reset(&x->meta);
     x->body.max = ep->max_body_size;
+    curl_slist_free_all(x->headers);
+    x->headers = NULL;
 
     for (size_t i = 0; i < ep->n_headers; i++) {
-        struct curl_slist *n = curl_slist_append(x->headers, ep->headers[i]);
-        if (!n) {
+        const char *h = ep->headers[i];
+        if (rq->as_get && header_name_is(h, "Content-Type")) {
+            continue; /* no body any more */
+        }
+        if (rq->cross_origin &&
+            config_header_is_secret(ext, h, strcspn(h, ":;"))) {
+            continue;
+        }
+        if (add_header(x, h) < 0) {
             return -ENOMEM;
         }
-        x->headers = n;
     }
+    char hv[1200];
+    if (rq->etag && strlen(rq->etag) < 1000) {
+        snprintf(hv, sizeof(hv), "If-None-Match: %s", rq->etag);
+        if (add_header(x, hv) < 0) {
+            return -ENOMEM;
+        }
+    }
+    if (rq->last_modified && strlen(rq->last_modified) < 1000) {
+        snprintf(hv, sizeof(hv), "If-Modified-Since: %s", rq->last_modified);
+        if (add_header(x, hv) < 0) {
+            return -ENOMEM;
+        }
+    }
+
+    const char *method = rq->as_get ? "GET" : ep->method;
+    bool with_body = ep->body && !rq->as_get;
+    x->is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
+                strcmp(method, "PUT") == 0 || strcmp(method, "DELETE") == 0 ||
+                strcmp(method, "OPTIONS") == 0 || strcmp(method, "TRACE") == 0;
 
     CURLcode cc = CURLE_OK;
 #define SET(opt, val)                                                                              \
@@ -65,9 +143,9 @@ int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const char *user_a
         if (cc == CURLE_OK)                                                                        \
             cc = curl_easy_setopt(c, opt, val);                                                    \
     } while (0)
-    SET(CURLOPT_URL, ep->url);
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_URL, x->url);
+    SET(CURLOPT_PROTOCOLS_STR, ext->protocols);
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, ext->protocols);
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_PRIVATE, x);
     SET(CURLOPT_WRITEFUNCTION, xfer_write_cb);
@@ -86,11 +164,39 @@ int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const char *user_a
      * https the answer comes with the TLS handshake (ALPN). Over plain http
      * libcurl learns that HTTP/1.1 cannot multiplex only from the first
      * response, so one slow endpoint would hold back every other transfer to
-     * that host: never for http. */
-    SET(CURLOPT_PIPEWAIT, strncasecmp(ep->url, "https:", 6) == 0 ? 1L : 0L);
-    SET(CURLOPT_FOLLOWLOCATION, ep->follow_redirects ? 1L : 0L);
-    SET(CURLOPT_MAXREDIRS, (long)ep->max_redirects);
+     * that host: never for http (unless HTTP/2 is known: h2c). */
+    SET(CURLOPT_PIPEWAIT,
+        strncasecmp(x->url, "https:", 6) == 0 ||
+                ext->http_version == CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+            ? 1L
+            : 0L);
+    SET(CURLOPT_HTTP_VERSION, ext->http_version);
+    /* fetchd follows redirects itself (engine.c): each hop is checked
+     * against "schemes" and loses secrets when it leaves the origin */
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
     SET(CURLOPT_HTTPHEADER, x->headers); /* NULL clears the previous list */
+    SET(CURLOPT_ACCEPT_ENCODING, ext->accept_encoding);
+    /* TLS */
+    SET(CURLOPT_SSL_VERIFYPEER, ext->tls.insecure ? 0L : 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, ext->tls.insecure ? 0L : 2L);
+    SET(CURLOPT_CAINFO, ext->tls.ca_file ? ext->tls.ca_file : default_cainfo);
+    SET(CURLOPT_CAPATH, ext->tls.ca_path ? ext->tls.ca_path
+                        : ext->tls.ca_file ? NULL : default_capath);
+    SET(CURLOPT_SSLCERT, ext->tls.client_cert);
+    SET(CURLOPT_SSLKEY, ext->tls.client_key);
+    SET(CURLOPT_SSLVERSION, ext->tls.min_version ? ext->tls.min_version
+                                                 : (long)CURL_SSLVERSION_DEFAULT);
+    /* proxy: NULL = the environment; set = only that, whatever no_proxy says */
+    SET(CURLOPT_PROXY, ext->proxy);
+    SET(CURLOPT_NOPROXY, ext->proxy ? "" : NULL);
+    SET(CURLOPT_UNIX_SOCKET_PATH, ext->unix_socket);
+    /* auth, never after a hop to another origin */
+    const struct auth_cfg *a = &ext->auth;
+    bool send_auth = !rq->cross_origin;
+    SET(CURLOPT_USERNAME, send_auth && a->type == AUTH_BASIC ? a->user : NULL);
+    SET(CURLOPT_PASSWORD, send_auth && a->type == AUTH_BASIC ? rq->password : NULL);
+    SET(CURLOPT_XOAUTH2_BEARER, send_auth && rq->bearer ? rq->bearer : NULL);
+    SET(CURLOPT_HTTPAUTH, send_auth && rq->bearer ? CURLAUTH_BEARER : CURLAUTH_BASIC);
     /* method and body: start from a plain GET without a body (setting
      * POSTFIELDS also switches to POST, so HTTPGET comes after it), then
      * set what differs */
@@ -98,22 +204,22 @@ int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const char *user_a
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
     SET(CURLOPT_HTTPGET, 1L);
     SET(CURLOPT_CUSTOMREQUEST, (char *)NULL);
-    if (strcmp(ep->method, "GET") == 0) {
-        if (ep->body) {
+    if (strcmp(method, "GET") == 0) {
+        if (with_body) {
             /* POSTFIELDS alone would turn this into a POST */
             SET(CURLOPT_CUSTOMREQUEST, "GET");
         }
-    } else if (strcmp(ep->method, "HEAD") == 0) {
+    } else if (strcmp(method, "HEAD") == 0) {
         SET(CURLOPT_NOBODY, 1L);
-    } else if (strcmp(ep->method, "POST") == 0) {
+    } else if (strcmp(method, "POST") == 0) {
         SET(CURLOPT_POST, 1L);
     } else {
-        SET(CURLOPT_CUSTOMREQUEST, ep->method);
+        SET(CURLOPT_CUSTOMREQUEST, method);
     }
-    if (ep->body) {
+    if (with_body) {
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)ep->body_len);
         SET(CURLOPT_POSTFIELDS, ep->body);
-    } else if (strcmp(ep->method, "POST") == 0) {
+    } else if (strcmp(method, "POST") == 0) {
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
         SET(CURLOPT_POSTFIELDS, "");
     }
@@ -121,8 +227,10 @@ int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const char *user_a
     if (cc != CURLE_OK) {
         return cc == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
     }
-    x->started_mono = now_usec(CLOCK_MONOTONIC);
-    x->started_real = now_usec(CLOCK_REALTIME);
+    if (!rq->hop) {
+        x->started_mono = now_usec(CLOCK_MONOTONIC);
+        x->started_real = now_usec(CLOCK_REALTIME);
+    }
     return 0;
 }
 
@@ -177,13 +285,150 @@ enum record_error xfer_classify_curl(CURLcode res)
     }
 }
 
-void xfer_result(struct xfer *x, CURLcode res, struct record *rec, struct buf *data,
-                 char *msgbuf, size_t msglen)
+/* The "headers" object of records: the configured response headers that
+ * are present, names lowercased, repeated ones joined with ", ". */
+static void collect_headers(struct xfer *x)
+{
+    const struct endpoint_ext *ext = x->ep->x;
+    struct buf *m = &x->meta;
+    int r = buf_putc(m, '{');
+    bool first = true;
+    for (size_t i = 0; i < ext->n_resp_headers && r >= 0; i++) {
+        struct curl_header *h;
+        if (curl_easy_header(x->easy, ext->resp_headers[i], 0, CURLH_HEADER, -1, &h) != CURLHE_OK) {
+            continue;
+        }
+        size_t amount = h->amount;
+        char lower[128];
+        snprintf(lower, sizeof(lower), "%s", ext->resp_headers[i]);
+        for (char *p = lower; *p; p++) {
+            *p = (char)tolower((unsigned char)*p);
+        }
+        r = buf_puts(m, first ? "" : ",");
+        first = false;
+        if (r >= 0) {
+            r = json_escape_str(m, lower);
+        }
+        if (r >= 0) {
+            r = buf_putc(m, ':');
+        }
+        struct buf v = {.max = 64 * 1024};
+        for (size_t k = 0; k < amount && r >= 0; k++) {
+            if (curl_easy_header(x->easy, ext->resp_headers[i], k, CURLH_HEADER, -1, &h) !=
+                CURLHE_OK) {
+                break;
+            }
+            if (buf_printf(&v, "%s%s", k ? ", " : "", h->value) < 0) {
+                break; /* over 64 KiB: keep what fits */
+            }
+        }
+        if (r >= 0) {
+            r = json_escape(m, v.data ? v.data : "", v.len);
+        }
+        buf_done(&v);
+    }
+    if (r >= 0) {
+        r = buf_putc(m, '}');
+    }
+    if (r < 0) {
+        buf_reset(m);
+    }
+}
+
+static void collect_meta(struct xfer *x, struct record *rec)
+{
+    const struct endpoint_ext *ext = x->ep->x;
+    if (ext->timings) {
+        curl_off_t v[5] = {0};
+        static const CURLINFO info[5] = {CURLINFO_NAMELOOKUP_TIME_T, CURLINFO_CONNECT_TIME_T,
+                                         CURLINFO_APPCONNECT_TIME_T,
+                                         CURLINFO_STARTTRANSFER_TIME_T, CURLINFO_TOTAL_TIME_T};
+        for (int i = 0; i < 5; i++) {
+            if (curl_easy_getinfo(x->easy, info[i], &v[i]) != CURLE_OK || v[i] < 0) {
+                v[i] = 0;
+            }
+        }
+        x->timings = (struct record_timings){(usec_t)v[0], (usec_t)v[1], (usec_t)v[2],
+                                             (usec_t)v[3], (usec_t)v[4]};
+        rec->timings = &x->timings;
+        long hv = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &hv);
+        const char *name = hv == CURL_HTTP_VERSION_1_0   ? "1.0"
+                           : hv == CURL_HTTP_VERSION_1_1 ? "1.1"
+                           : hv == CURL_HTTP_VERSION_2_0 ? "2"
+                           : hv == CURL_HTTP_VERSION_3   ? "3"
+                                                         : NULL;
+        if (name) {
+            snprintf(x->http_version, sizeof(x->http_version), "%s", name);
+            rec->http_version = x->http_version;
+        }
+    }
+    if (ext->n_resp_headers && rec->http_status > 0) {
+        collect_headers(x);
+        rec->headers = x->meta.data;
+        rec->headers_len = x->meta.len;
+    }
+}
+
+bool http_content_type_ok(const char *ctype, int mode)
+{
+    if (!ctype || mode == CTYPE_ANY) {
+        return true;
+    }
+    char t[128];
+    size_t n = strcspn(ctype, ";");
+    while (n && (ctype[n - 1] == ' ' || ctype[n - 1] == '\t')) {
+        n--;
+    }
+    while (n && (*ctype == ' ' || *ctype == '\t')) {
+        ctype++;
+        n--;
+    }
+    if (n == 0) {
+        return true;
+    }
+    if (n >= sizeof(t)) {
+        return mode != CTYPE_STRICT;
+    }
+    for (size_t i = 0; i < n; i++) {
+        t[i] = (char)tolower((unsigned char)ctype[i]);
+    }
+    t[n] = '\0';
+    bool suffix_xml = n > 4 && strcmp(t + n - 4, "+xml") == 0;
+    if (mode == CTYPE_JSON) {
+        return !(strcmp(t, "text/html") == 0 || strcmp(t, "text/xml") == 0 ||
+                 strcmp(t, "application/xml") == 0 || suffix_xml);
+    }
+    static const char *const ok[] = {"application/json", "application/x-ndjson",
+                                     "application/ndjson", "application/jsonl",
+                                     "application/x-jsonlines", "application/json-seq"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        if (strcmp(t, ok[i]) == 0) {
+            return true;
+        }
+    }
+    return strncmp(t, "application/", 12) == 0 && n > 5 && strcmp(t + n - 5, "+json") == 0;
+}
+
+static void status_expectation(const struct status_set *s, char *out, size_t len)
+{
+    /* "2xx" for the default, else a generic phrase */
+    bool only_2xx = true;
+    for (long c = 100; c <= 599 && only_2xx; c++) {
+        only_2xx = status_set_has(s, c) == (c >= 200 && c <= 299);
+    }
+    snprintf(out, len, "%s", only_2xx ? "expected 2xx" : "not in success_status");
+}
+
+enum xfer_outcome xfer_result(struct xfer *x, CURLcode res, struct record *rec, char *msgbuf,
+                              size_t msglen, char **location)
 {
     const struct endpoint_cfg *ep = x->ep;
+    const struct endpoint_ext *ext = ep->x;
     long status = 0;
     char sz[32];
     memset(rec, 0, sizeof(*rec));
+    *location = NULL;
     rec->endpoint = ep->name;
     rec->url = ep->url_redacted;
     rec->fetched_at = x->started_real;
@@ -194,24 +439,32 @@ void xfer_result(struct xfer *x, CURLcode res, struct record *rec, struct buf *d
     rec->http_status = status;
     rec->message = msgbuf;
     msgbuf[0] = '\0';
+    collect_meta(x, rec);
 
     if (res != CURLE_OK) {
         rec->curl_code = (int)res;
         if (x->too_large || res == CURLE_FILESIZE_EXCEEDED) {
             rec->error = REC_ERR_TOO_LARGE;
-            snprintf(msgbuf, msglen, "response body larger than max_body_size (%s)",
-                     units_format_size(ep->max_body_size, sz, sizeof(sz)));
-            return;
+            snprintf(msgbuf, msglen, "response body larger than max_body_size (%s%s)",
+                     units_format_size(ep->max_body_size, sz, sizeof(sz)),
+                     ext->accept_encoding ? ", counted after decompression" : "");
+            return XFER_RECORD;
         }
         if (x->oom) {
             rec->error = REC_ERR_INTERNAL;
             snprintf(msgbuf, msglen, "out of memory while receiving the body");
-            return;
+            return XFER_RECORD;
         }
         rec->error = xfer_classify_curl(res);
         if (res == CURLE_UNSUPPORTED_PROTOCOL && strstr(x->errbuf, "HTTP/0.9")) {
             /* a reply without a status line, not a refused scheme */
             rec->error = REC_ERR_BAD_RESPONSE;
+        }
+        if (rec->error == REC_ERR_TLS) {
+            long vr = 0;
+            if (curl_easy_getinfo(x->easy, CURLINFO_SSL_VERIFYRESULT, &vr) == CURLE_OK) {
+                rec->verify_result = vr;
+            }
         }
         snprintf(msgbuf, msglen, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(res));
         /* curl's messages end with a newline sometimes */
@@ -219,55 +472,360 @@ void xfer_result(struct xfer *x, CURLcode res, struct record *rec, struct buf *d
         while (l && (msgbuf[l - 1] == '\n' || msgbuf[l - 1] == '\r')) {
             msgbuf[--l] = '\0';
         }
-        return;
+        if (rec->error == REC_ERR_TLS && ext->tls.insecure == false && rec->verify_result) {
+            size_t used = strlen(msgbuf);
+            snprintf(msgbuf + used, msglen - used,
+                     " (set tls.ca_file to the issuing CA to trust it)");
+        }
+        return XFER_RECORD;
     }
-    if (status < 200 || status > 299) {
+    if (ep->follow_redirects && (status == 301 || status == 302 || status == 303 ||
+                                 status == 307 || status == 308)) {
+        char *loc = NULL;
+        if (curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK && loc) {
+            *location = strdup(loc);
+            if (*location) {
+                return XFER_REDIRECT;
+            }
+            rec->error = REC_ERR_INTERNAL;
+            snprintf(msgbuf, msglen, "out of memory following a redirect");
+            return XFER_RECORD;
+        }
+    }
+    if (status == 304 && ext->conditional) {
+        return XFER_NOT_MODIFIED;
+    }
+    if (!status_set_has(&ext->success, status)) {
+        char want[32];
+        status_expectation(&ext->success, want, sizeof(want));
         rec->error = REC_ERR_HTTP_STATUS;
-        snprintf(msgbuf, msglen, "HTTP status %ld (expected 2xx)", status);
+        snprintf(msgbuf, msglen, "HTTP status %ld (%s)", status, want);
+        if (status >= 300 && status <= 399 && !ep->follow_redirects) {
+            size_t used = strlen(msgbuf);
+            snprintf(msgbuf + used, msglen - used, "; a redirect: set follow_redirects to follow it");
+        }
         rec->excerpt = x->body.data;
         rec->excerpt_len = x->body.len;
-        return;
+        return XFER_RECORD;
     }
     if (status == 204 || strcmp(ep->method, "HEAD") == 0) {
-        return; /* ok, "data": null */
+        return XFER_RECORD; /* ok, "data": null */
+    }
+    char *ctype = NULL;
+    curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ctype);
+    if (!http_content_type_ok(ctype, (int)ext->content_type)) {
+        rec->error = REC_ERR_CONTENT_TYPE;
+        snprintf(msgbuf, msglen, "Content-Type \"%.100s\" is not JSON%s", ctype,
+                 ext->content_type == CTYPE_STRICT
+                     ? " (content_type is \"strict\"; \"json\" only rejects HTML and XML)"
+                     : " (an error page? set content_type to \"any\" to parse it anyway)");
+        rec->excerpt = x->body.data;
+        rec->excerpt_len = x->body.len;
+        return XFER_RECORD;
     }
     if (x->body.len == 0) {
         rec->error = REC_ERR_EMPTY_BODY;
         snprintf(msgbuf, msglen, "HTTP %ld with an empty body (expected JSON)", status);
-        return;
+        return XFER_RECORD;
     }
-    struct json_error je;
-    buf_reset(data);
-    data->max = 0;
-    int r = json_minify(x->body.data, x->body.len, JSON_MAX_DEPTH, data, &je);
-    if (r == -EINVAL) {
-        unsigned line, col;
-        json_line_col(x->body.data, x->body.len, je.offset, &line, &col);
-        rec->error = REC_ERR_INVALID_JSON;
-        rec->has_offset = true;
-        rec->offset = je.offset;
-        snprintf(msgbuf, msglen, "invalid JSON at byte %zu (line %u, column %u): %s", je.offset,
-                 line, col, je.msg);
-        rec->excerpt = x->body.data;
-        rec->excerpt_len = x->body.len;
-        return;
-    }
-    if (r < 0) {
-        rec->error = REC_ERR_INTERNAL;
-        snprintf(msgbuf, msglen, "out of memory while parsing the body");
-        return;
-    }
-    size_t off = 0, len = data->len, failed = 0;
+    rec->data = x->body.data; /* marks "a body to parse" for xfer_parse */
+    return XFER_RECORD;
+}
+
+/* select and split on one minified document doc[0..len); emits its records.
+ * Returns the number of error records. */
+static size_t emit_doc(struct xfer *x, const struct record *base, const char *doc, size_t len,
+                       bool has_index, size_t index, xfer_emit_fn emit, void *ctx,
+                       char *msgbuf, size_t msglen)
+{
+    const struct endpoint_cfg *ep = x->ep;
+    struct record r = *base;
+    r.message = msgbuf;
+    size_t off = 0, n = len, failed = 0;
     if (ep->select && ep->select->n) {
-        if (jptr_eval(ep->select, data->data, data->len, &off, &len, &failed) < 0) {
-            rec->error = REC_ERR_SELECT_MISSING;
+        if (jptr_eval(ep->select, doc, len, &off, &n, &failed) < 0) {
+            r.error = REC_ERR_SELECT_MISSING;
+            r.data = NULL;
+            r.has_index = has_index;
+            r.index = index;
             snprintf(msgbuf, msglen, "select \"%.200s\": \"%.100s\" not found in the response",
                      ep->select->src, ep->select->tokens[failed]);
-            return;
+            emit(ctx, &r);
+            return 1;
         }
     }
-    rec->data = data->data + off;
-    rec->data_len = len;
+    if (!ep->x->split) {
+        r.data = doc + off;
+        r.data_len = n;
+        r.has_index = has_index;
+        r.index = index;
+        emit(ctx, &r);
+        return 0;
+    }
+    if (doc[off] != '[') {
+        r.error = REC_ERR_NOT_ARRAY;
+        r.data = NULL;
+        r.has_index = has_index;
+        r.index = index;
+        snprintf(msgbuf, msglen, "split: expected an array%s, got %s",
+                 ep->select ? " at select" : "",
+                 doc[off] == '{' ? "an object" : doc[off] == '"' ? "a string" : "a scalar");
+        emit(ctx, &r);
+        return 1;
+    }
+    size_t pos = 0, eo, el, i = 0;
+    while (json_array_next(doc + off, n, &pos, &eo, &el)) {
+        r.data = doc + off + eo;
+        r.data_len = el;
+        r.has_index = true;
+        r.index = has_index ? index : i; /* ndjson lines keep their line index */
+        emit(ctx, &r);
+        i++;
+    }
+    return 0;
+}
+
+size_t xfer_parse(struct xfer *x, const struct record *rec, struct buf *data, size_t *doc_len,
+                  xfer_emit_fn emit, void *ctx, char *msgbuf, size_t msglen)
+{
+    *doc_len = 0;
+    buf_reset(data);
+    data->max = 0;
+    if (rec->error != REC_OK || !rec->data) {
+        emit(ctx, rec);
+        return rec->error != REC_OK;
+    }
+    const char *body = x->body.data;
+    size_t blen = x->body.len;
+    struct json_error je;
+    struct record er = *rec;
+    er.data = NULL;
+    er.message = msgbuf;
+    if (!x->ep->x->ndjson) {
+        int r = json_minify(body, blen, JSON_MAX_DEPTH, data, &je);
+        if (r == -EINVAL) {
+            unsigned line, col;
+            json_line_col(body, blen, je.offset, &line, &col);
+            er.error = REC_ERR_INVALID_JSON;
+            er.has_offset = true;
+            er.offset = je.offset;
+            snprintf(msgbuf, msglen, "invalid JSON at byte %zu (line %u, column %u): %s",
+                     je.offset, line, col, je.msg);
+            er.excerpt = body;
+            er.excerpt_len = blen;
+            emit(ctx, &er);
+            return 1;
+        }
+        if (r < 0) {
+            er.error = REC_ERR_INTERNAL;
+            snprintf(msgbuf, msglen, "out of memory while parsing the body");
+            emit(ctx, &er);
+            return 1;
+        }
+        *doc_len = data->len;
+        return emit_doc(x, rec, data->data, data->len, false, 0, emit, ctx, msgbuf, msglen);
+    }
+    /* ndjson: one document per non-blank line */
+    size_t errors = 0, lineno = 0;
+    for (size_t p = 0; p < blen; lineno++) {
+        const char *nl = memchr(body + p, '\n', blen - p);
+        size_t end = nl ? (size_t)(nl - body) : blen;
+        size_t s = p, e = end;
+        p = nl ? end + 1 : blen;
+        while (s < e && (body[s] == ' ' || body[s] == '\t' || body[s] == '\r')) {
+            s++;
+        }
+        while (e > s && (body[e - 1] == ' ' || body[e - 1] == '\t' || body[e - 1] == '\r')) {
+            e--;
+        }
+        if (s == e) {
+            continue;
+        }
+        buf_reset(data);
+        int r = json_minify(body + s, e - s, JSON_MAX_DEPTH, data, &je);
+        if (r < 0) {
+            er.error = r == -EINVAL ? REC_ERR_INVALID_JSON : REC_ERR_INTERNAL;
+            er.has_offset = r == -EINVAL;
+            er.offset = s + je.offset;
+            er.has_index = true;
+            er.index = lineno;
+            if (r == -EINVAL) {
+                snprintf(msgbuf, msglen, "invalid JSON on line %zu at byte %zu: %s", lineno + 1,
+                         s + je.offset, je.msg);
+            } else {
+                snprintf(msgbuf, msglen, "out of memory while parsing line %zu", lineno + 1);
+            }
+            er.excerpt = body + s;
+            er.excerpt_len = e - s;
+            emit(ctx, &er);
+            errors++;
+            continue;
+        }
+        errors += emit_doc(x, rec, data->data, data->len, true, lineno, emit, ctx, msgbuf, msglen);
+    }
+    return errors;
+}
+
+char *xfer_header(struct xfer *x, const char *name)
+{
+    struct curl_header *h;
+    if (curl_easy_header(x->easy, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h->value) {
+        return NULL;
+    }
+    return strdup(h->value);
+}
+
+/* RFC 8288: link-value = "<" URI-Reference ">" *( OWS ";" OWS link-param ),
+ * link-values separated by commas; rel holds space-separated types. */
+char *http_link_next(const char *v)
+{
+    const char *p = v;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',') {
+            p++;
+        }
+        if (*p != '<') {
+            /* not a link-value: skip to the next comma outside quotes */
+            bool q = false;
+            while (*p && (q || *p != ',')) {
+                if (*p == '"') {
+                    q = !q;
+                } else if (*p == '\\' && q && p[1]) {
+                    p++;
+                }
+                p++;
+            }
+            continue;
+        }
+        const char *us = ++p;
+        while (*p && *p != '>') {
+            p++;
+        }
+        if (!*p) {
+            return NULL;
+        }
+        const char *ue = p++;
+        bool next = false;
+        /* params until the next comma outside quotes */
+        while (*p && *p != ',') {
+            while (*p == ' ' || *p == '\t' || *p == ';') {
+                p++;
+            }
+            const char *ns = p;
+            while (*p && *p != '=' && *p != ';' && *p != ',' && *p != ' ' && *p != '\t') {
+                p++;
+            }
+            size_t nlen = (size_t)(p - ns);
+            while (*p == ' ' || *p == '\t') {
+                p++;
+            }
+            char val[256];
+            size_t vl = 0;
+            if (*p == '=') {
+                p++;
+                while (*p == ' ' || *p == '\t') {
+                    p++;
+                }
+                if (*p == '"') {
+                    for (p++; *p && *p != '"'; p++) {
+                        if (*p == '\\' && p[1]) {
+                            p++;
+                        }
+                        if (vl < sizeof(val) - 1) {
+                            val[vl++] = *p;
+                        }
+                    }
+                    if (*p == '"') {
+                        p++;
+                    }
+                } else {
+                    while (*p && *p != ';' && *p != ',' && *p != ' ' && *p != '\t') {
+                        if (vl < sizeof(val) - 1) {
+                            val[vl++] = *p;
+                        }
+                        p++;
+                    }
+                }
+            }
+            val[vl] = '\0';
+            if (nlen == 3 && strncasecmp(ns, "rel", 3) == 0) {
+                for (char *t = strtok(val, " \t"); t; t = strtok(NULL, " \t")) {
+                    if (strcasecmp(t, "next") == 0) {
+                        next = true;
+                    }
+                }
+            }
+            while (*p && *p != ';' && *p != ',') {
+                p++; /* junk after a value */
+            }
+            if (nlen == 0 && *p != ';') {
+                break;
+            }
+        }
+        if (next) {
+            size_t n = (size_t)(ue - us);
+            char *out = malloc(n + 1);
+            if (out) {
+                memcpy(out, us, n);
+                out[n] = '\0';
+            }
+            return out;
+        }
+    }
+    return NULL;
+}
+
+char *xfer_link_next(struct xfer *x)
+{
+    struct curl_header *h;
+    for (size_t i = 0;; i++) {
+        if (curl_easy_header(x->easy, "Link", i, CURLH_HEADER, -1, &h) != CURLHE_OK) {
+            return NULL;
+        }
+        char *ref = http_link_next(h->value);
+        if (ref) {
+            char *abs = url_resolve(x->url, ref);
+            free(ref);
+            return abs;
+        }
+        if (i + 1 >= h->amount) {
+            return NULL;
+        }
+    }
+}
+
+int64_t http_retry_after_parse(const char *v, time_t now_real)
+{
+    while (*v == ' ' || *v == '\t') {
+        v++;
+    }
+    if (*v >= '0' && *v <= '9') {
+        uint64_t s = 0;
+        for (; *v >= '0' && *v <= '9'; v++) {
+            s = s * 10 + (uint64_t)(*v - '0');
+            if (s > 366ull * 86400) {
+                s = 366ull * 86400; /* clamp: a year is "not soon" enough */
+            }
+        }
+        while (*v == ' ' || *v == '\t') {
+            v++;
+        }
+        return *v ? -1 : (int64_t)(s * USEC_PER_SEC);
+    }
+    time_t t = curl_getdate(v, NULL);
+    if (t == (time_t)-1) {
+        return -1;
+    }
+    return t > now_real ? (int64_t)(t - now_real) * (int64_t)USEC_PER_SEC : 0;
+}
+
+int64_t xfer_retry_after(struct xfer *x)
+{
+    struct curl_header *h;
+    if (curl_easy_header(x->easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK) {
+        return -1;
+    }
+    return http_retry_after_parse(h->value, time(NULL));
 }
 
 void xfer_release(struct xfer *x)
@@ -278,8 +836,10 @@ void xfer_release(struct xfer *x)
     x->owner = NULL;
     x->gen = NULL;
     buf_reset(&x->body);
+    buf_reset(&x->meta);
     /* one huge response must not pin megabytes per pooled handle */
     buf_shrink(&x->body, 256 * 1024);
+    buf_shrink(&x->meta, 16 * 1024);
 }
 
 void xfer_done(struct xfer *x)
@@ -290,4 +850,5 @@ void xfer_done(struct xfer *x)
         x->easy = NULL;
     }
     buf_done(&x->body);
+    buf_done(&x->meta);
 }

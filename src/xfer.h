@@ -1,8 +1,9 @@
 /* xfer.h - one HTTP transfer: easy handle setup, body capture with a cap,
- * and turning the outcome into a record.
+ * and turning the outcome into records.
  *
  * Knows libcurl but not the loop (http.c) or scheduling (engine.c), so it can
- * be tested with a plain curl_easy_perform().
+ * be tested with a plain curl_easy_perform(). Redirects, retries and pages
+ * are the engine's: each hop is one transfer set up from a struct xfer_req.
  */
 #pragma once
 
@@ -15,6 +16,18 @@
 
 struct endpoint_cfg;
 
+/* How one request differs from the endpoint's definition. */
+struct xfer_req {
+    const char *url;           /* NULL = the endpoint's url */
+    bool as_get;               /* a 301/302/303 turned it into a GET without a body */
+    bool cross_origin;         /* a hop left the origin: no auth, no secret headers */
+    const char *etag;          /* conditional validators, or NULL */
+    const char *last_modified;
+    const char *password;      /* basic auth (user from the config) */
+    const char *bearer;        /* bearer or OAuth2 access token */
+    bool hop;                  /* a redirect hop: the record's times start at the first request */
+};
+
 struct xfer {
     CURL *easy;                       /* owned, reused across transfers */
     struct curl_slist *headers;       /* owned, per transfer */
@@ -22,26 +35,69 @@ struct xfer {
     void *owner;                      /* the engine's endpoint state */
     void *gen;                        /* the engine's config generation ep belongs to */
     struct buf body;                  /* response body, capped at max_body_size */
+    struct buf meta;                  /* the "headers" object of records */
+    struct record_timings timings;
     usec_t started_mono;
     usec_t started_real;
+    const char *url;                  /* the URL requested (ep's or the req's) */
+    bool is_get;                      /* idempotent method for retries */
     bool too_large;
     bool oom;
+    char http_version[4];
     struct xfer *next_free;
     char errbuf[CURL_ERROR_SIZE];
 };
 
-/* Configures x (creating or resetting its easy handle) for one transfer of
- * ep. Returns 0, -ENOMEM, or -EINVAL with a reason in err. */
-int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const char *user_agent);
+/* Configures x (creating its easy handle once) for one transfer of ep.
+ * rq may be NULL. Returns 0 or -ENOMEM/-EINVAL. */
+int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const struct xfer_req *rq,
+               const char *user_agent);
 
-/* Classifies the finished transfer and fills *rec. Strings in rec point into
- * x, ep, msgbuf (a caller buffer for messages) or data (which receives the
- * minified, selected document). */
-void xfer_result(struct xfer *x, CURLcode res, struct record *rec, struct buf *data,
-                 char *msgbuf, size_t msglen);
+enum xfer_outcome {
+    XFER_RECORD,       /* *rec is this attempt's result: an error, or ok with a body to parse */
+    XFER_REDIRECT,     /* a redirect to follow: *location (malloc'd, absolute) */
+    XFER_NOT_MODIFIED, /* 304 to a conditional request */
+};
+
+/* Classifies the finished transfer and fills *rec (without parsing the
+ * body). Strings in rec point into x, ep or msgbuf. */
+enum xfer_outcome xfer_result(struct xfer *x, CURLcode res, struct record *rec, char *msgbuf,
+                              size_t msglen, char **location);
+
+/* Called for each record of a response. */
+typedef void (*xfer_emit_fn)(void *ctx, const struct record *rec);
+
+/* Parses the body of an ok result (rec from xfer_result) into records:
+ * format, select and split. data receives the minified documents; for the
+ * json format the whole page document (before select) stays at data[0,
+ * *doc_len) for pagination, else *doc_len = 0. Returns the number of error
+ * records emitted. */
+size_t xfer_parse(struct xfer *x, const struct record *rec, struct buf *data, size_t *doc_len,
+                  xfer_emit_fn emit, void *ctx, char *msgbuf, size_t msglen);
+
+/* Response header helpers (the last response of the transfer). Return a
+ * malloc'd copy or NULL. */
+char *xfer_header(struct xfer *x, const char *name);
+/* The rel="next" target of the Link headers, resolved against the request
+ * URL (malloc'd), or NULL. */
+char *xfer_link_next(struct xfer *x);
+/* Retry-After in microseconds (delta-seconds or HTTP-date, clamped at
+ * 0), or -1 when absent or unparsable. */
+int64_t xfer_retry_after(struct xfer *x);
 
 /* Ends a transfer: frees per-transfer state, keeps the easy handle. */
 void xfer_release(struct xfer *x);
 void xfer_done(struct xfer *x); /* frees everything */
 
 enum record_error xfer_classify_curl(CURLcode res);
+
+/* Parsers, exposed for tests and fuzzing. */
+/* The first rel="next" URI reference in a Link header value (RFC 8288), as
+ * a malloc'd string, or NULL. */
+char *http_link_next(const char *value);
+/* Retry-After value -> microseconds from now (now_real: CLOCK_REALTIME
+ * seconds); -1 if not valid. */
+int64_t http_retry_after_parse(const char *value, time_t now_real);
+/* Whether a Content-Type is acceptable for a JSON endpoint in mode
+ * (enum ctype_mode); NULL (no header) is acceptable. */
+bool http_content_type_ok(const char *ctype, int mode);

@@ -477,6 +477,7 @@ static long reload(long *reloading)
 
 struct status {
     unsigned long n, ok, failing, fetches, errors, inflight, drops;
+    unsigned long backing; /* " (N backing off)" after "failing", only when N > 0 */
 };
 
 /* Parses a STATUS= value; true only if it is exactly in the documented
@@ -519,7 +520,22 @@ static bool parse_status(const char *v, struct status *s)
             w = nw;
         }
     }
+    unsigned long backing = 0;
+    char *bo = w ? strstr(w, " failing (") : NULL;
+    if (bo) {
+        char *open = bo + strlen(" failing");
+        int used = 0;
+        if (sscanf(open, " (%lu backing off)%n", &backing, &used) == 1 && used > 0 &&
+            backing > 0) {
+            memmove(open, open + used, strlen(open + used) + 1);
+        } else {
+            free(w);
+            return false;
+        }
+    }
     bool ok = status_exact(w, s);
+    s->backing = backing;
+    ok = ok && s->backing <= s->failing;
     free(w);
     return ok;
 }

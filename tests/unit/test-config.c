@@ -67,7 +67,7 @@ static const struct bad_case bad_cases[] = {
     {"url not string", "{\"endpoints\": {\"a\": {\"url\": 42}}}",
      "1:29: endpoints.a.url: expected a string, got 42"},
     {"file scheme", "{\"endpoints\": {\"a\": {\"url\": \"file:///etc/passwd\"}}}",
-     "endpoints.a.url: scheme \"file\" is not allowed (allowed: http, https)"},
+     "endpoints.a.url: scheme \"file\" is not allowed (allowed: http, https; others need \"schemes\")"},
     {"gopher scheme", "{\"endpoints\": {\"a\": {\"url\": \"gopher://127.0.0.1/\"}}}",
      "scheme \"gopher\" is not allowed"},
     {"no scheme", "{\"endpoints\": {\"a\": {\"url\": \"example.com/x\"}}}", "the URL has no scheme"},

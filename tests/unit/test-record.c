@@ -94,7 +94,7 @@ START_TEST(ok_record)
     cJSON *j = serialize_parse(&r, &out);
 
     static const char *const order[] = {"endpoint",   "url",         "ok",    "status",
-                                        "fetched_at", "duration_ms", "bytes", "data"};
+                                        "fetched_at", "duration_ms", "bytes", "attempts", "data"};
     assert_member_order(j, order, N_ELEMS(order));
     ck_assert_str_eq(get_str(j, "endpoint"), "weather");
     ck_assert_str_eq(get_str(j, "url"), "https://api.example.com/v1?city=Oslo&api_key=***");
@@ -240,7 +240,7 @@ START_TEST(error_record_full)
     struct buf out;
     cJSON *j = serialize_parse(&r, &out);
     static const char *const order[] = {"endpoint",   "url",         "ok",    "status",
-                                        "fetched_at", "duration_ms", "bytes", "error"};
+                                        "fetched_at", "duration_ms", "bytes", "attempts", "error"};
     assert_member_order(j, order, N_ELEMS(order));
     ck_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "ok")));
     ck_assert(get_num(j, "status") == 503);
@@ -466,6 +466,9 @@ static const struct {
     {REC_ERR_CANCELLED, "cancelled"},
     {REC_ERR_INTERNAL, "internal"},
     {REC_ERR_TRANSFER, "transfer"},
+    {REC_ERR_CONTENT_TYPE, "unexpected_content_type"},
+    {REC_ERR_AUTH, "auth"},
+    {REC_ERR_NOT_ARRAY, "not_array"},
 };
 
 START_TEST(error_kind_names)
