@@ -7,16 +7,51 @@
  * parameters, so one server instance can serve every test case.
  *
  * Build (standalone):
- *   gcc -std=gnu11 -Wall -Wextra -O2 -o httpd tests/helpers/httpd.c -lev
+ *   gcc -std=gnu11 -Wall -Wextra -O2 -o httpd tests/helpers/httpd.c \
+ *       -lev -lz -lssl -lcrypto
  *
  * Usage:
- *   httpd [--port N] [--bind ADDR] [--port-file PATH]
+ *   httpd [--port N] [--bind ADDR] [--port-file PATH] [--unix PATH]
+ *         [--tls-cert PATH --tls-key PATH [--tls-client-ca PATH]
+ *          [--tls-min-version V] [--tls-max-version V]]
  *
  *   --port N          TCP port to listen on (default 0: the kernel picks one).
  *   --bind ADDR       address to listen on (default 127.0.0.1; IPv6 such as
  *                     ::1 works too).
  *   --port-file PATH  also write the port number (followed by a newline) to
  *                     PATH, atomically (written to PATH.tmp.<pid>, renamed).
+ *   --unix PATH       listen on an AF_UNIX stream socket at PATH instead of
+ *                     TCP (--port and --bind are then ignored).  A stale
+ *                     socket file at PATH is replaced (any other existing
+ *                     file is an error); PATH is removed on exit.  The port
+ *                     reported ("PORT=0", --port-file) is 0.  reset=1 cannot
+ *                     send a RST on such a socket: it just closes once the
+ *                     partial response is written.
+ *   --tls-cert PATH   speak TLS on the listening socket, for every request
+ *   --tls-key PATH    and special path (no plain HTTP on that port).  PATH
+ *                     are a PEM certificate (chain, leaf first) and its PEM
+ *                     private key; give both or neither.  ALPN: only
+ *                     "http/1.1" is offered; a client offering h2 and
+ *                     http/1.1 gets http/1.1, a client offering nothing
+ *                     usable gets no ALPN answer (not a failure).  The
+ *                     handshake and all I/O are non-blocking; a failed
+ *                     handshake closes the connection and prints one
+ *                     "httpd: TLS handshake failed: ..." line on stderr
+ *                     (nothing for a client that just disconnects).
+ *                     Responses that close the connection send a TLS
+ *                     close_notify first, except reset=1.  TLS renegotiation
+ *                     is refused.
+ *   --tls-client-ca PATH
+ *                     require a client certificate and verify it against
+ *                     the CA certificate(s) in PATH (PEM); the handshake
+ *                     fails without one or with one that does not verify
+ *                     (with TLS 1.3 the client may only see the failure
+ *                     when it first reads, after sending its request).
+ *   --tls-min-version V, --tls-max-version V
+ *                     lowest / highest TLS version the server accepts, V one
+ *                     of 1.2 and 1.3 (default: whatever OpenSSL allows,
+ *                     normally 1.2 .. 1.3).  "--tls-max-version 1.2" makes a
+ *                     client that requires TLS 1.3 fail the handshake.
  *
  *   Once listening it prints exactly "PORT=<n>\n" on stdout and flushes.
  *   (The port is ready for connections by then.)
@@ -38,17 +73,84 @@
  *   HTTP/1.0 clients.  If the client closes while a delay= is pending, the
  *   connection is released when the delay expires.
  *   Pipelined requests are answered one after the other.
+ *   The request target may be in origin-form ("/path?query") or in
+ *   absolute-form ("http://host:port/path?query" or https://..., as sent to
+ *   a forward proxy): absolute-form is served exactly as if only its path
+ *   and query had been given (a missing path is "/"), whatever the host, so
+ *   the server doubles as an HTTP forward proxy for tests (curl -x
+ *   http://127.0.0.1:PORT http://example.invalid/x?status=201).  CONNECT is
+ *   not supported (it is answered like any other method).  The request log
+ *   (/__requests) keeps the raw target, so a test can tell that a proxy was
+ *   used.
  *
- * Special path:
- *   /__stats   {"requests":N,"connections":M,"active":K}: requests served
- *              (not counting /__stats itself nor rejected requests),
- *              connections accepted, connections open right now (including
- *              the one asking).  Query parameters are ignored.
+ * Special paths (matched exactly, any method, query parameters ignored;
+ * requests for them are neither counted in "requests" nor logged):
+ *   /__stats     {"requests":N,"connections":M,"active":K,"tokens_issued":T}:
+ *                requests served (not counting the special paths nor
+ *                rejected requests), connections accepted, connections open
+ *                right now (including the one asking), access tokens issued
+ *                by /token since the start.
+ *   /__requests  {"requests":[{"n":N,"method":"GET","target":"/x?y=1",
+ *                "headers":{"Host":"127.0.0.1:8080",...},"body":"..."},...]}:
+ *                the last 1000 requests counted in "requests", oldest first.
+ *                n is the request counter value the request got (what
+ *                body=json reports as "n"); target is the raw request target
+ *                as received (absolute-form stays absolute-form); headers
+ *                has the header names as received, in order; a header that
+ *                was received several times (names compared
+ *                case-insensitively) appears once, under its first spelling,
+ *                with the values joined by ", " in the order received (as
+ *                RFC 9110 combines field lines); body is the request body
+ *                (at most its first 64 KiB).  Strings are escaped as for
+ *                body=echo, so the document is always valid JSON.
+ *   /__reset     empties the /__requests log, sets the request counter
+ *                ("requests", body=json's "n") back to 0 and forgets every
+ *                fail= counter.  Answers {"ok":true}.  Issued tokens,
+ *                "connections" and "tokens_issued" are not touched.
+ *   /__revoke    revokes every access token issued so far: need_token=1
+ *                answers 401 until the client fetches a new token.  Answers
+ *                {"revoked":N}, N being the number of tokens that were still
+ *                valid (issued, not expired, not yet revoked).
+ *   Any other path, including other /__ paths, is an ordinary path.
+ *
+ * Token endpoint (path /token, counted and logged like any other path):
+ *   An OAuth 2.0 token endpoint for the client credentials grant.  Its
+ *   configuration comes from its own query string (so the token_url given
+ *   to the client carries it): client_id=ID, client_secret=SECRET,
+ *   expires_in=S (seconds, default 3600, 0..1000000000), token_fail=1.
+ *   The request must be a POST (else 405 {"error":"invalid_request"} with
+ *   "Allow: POST"); its body is parsed as application/x-www-form-urlencoded
+ *   whatever its Content-Type.  The client authenticates either with HTTP
+ *   Basic (Authorization: Basic base64(id:secret); id and secret are
+ *   compared as sent and, failing that, URL-decoded as RFC 6749 2.3.1
+ *   wants) or with client_id=..&client_secret=.. in the body; Basic wins
+ *   when both are present (a Basic header that is not valid base64 is
+ *   ignored).  Each of client_id/client_secret given on the
+ *   token URL must match; one not given is not checked (a token URL
+ *   without both accepts any client).  Checks in this order:
+ *     token_fail=1                   500 {"error":"server_error"}
+ *     credentials do not match       401 {"error":"invalid_client"} with
+ *                                    WWW-Authenticate: Basic realm="t"
+ *     no grant_type in the body      400 {"error":"invalid_request"}
+ *     grant_type not client_credentials
+ *                                    400 {"error":"unsupported_grant_type"}
+ *     otherwise                      200 {"access_token":"tok-<n>",
+ *                                    "token_type":"Bearer","expires_in":S}
+ *   with Cache-Control: no-store.  n counts tokens from 1 and is never
+ *   reused (not even after /__reset).  The server remembers every token
+ *   with its expiry (now + S seconds, monotonic clock; S=0 gives a token
+ *   that is already expired) for need_token=1.  scope= and other body
+ *   fields are accepted and ignored (see /__requests for what was sent).
+ *   delay=, fail=/fail_status=/retry_after= and the delivery modes (close,
+ *   hang, ...), header=, bigheader=, ctype=, gzip=/encoding= apply to
+ *   /token as to any path; status=, body=, size=, the other body sources,
+ *   redirect=/loop=, etag=/lastmod= and the need_* checks do not.
  *
  * Query parameters (on any path).  Keys and values are URL-decoded (%XX and
  * '+').  Unknown parameters are ignored; a bad value for a known parameter
  * gets 400.  Flags (chunked, drip's siblings...) are on for any value except
- * "0", "false", "no" and "off", so a bare "hang" works too.
+ * "0", "false", "no" and "off", so a bare "hang" works too.  When a
+ * parameter is repeated, the last one wins (except header=, which adds).
  *
  *   status=N       response status, 100..999 (default 200), with a reason
  *                  phrase for common codes ("Unknown" otherwise).  1xx, 204
@@ -78,7 +180,8 @@
  *                           JSON-escaped and invalid UTF-8 bytes become
  *                           \ufffd so the result is always valid JSON.
  *   ctype=TYPE     Content-Type (default application/json, text/html for
- *                  body=html).  An empty value omits the header.
+ *                  body=html, application/x-ndjson for ndjson=).  An empty
+ *                  value omits the header.
  *   chunked=1      send the body with Transfer-Encoding: chunked, in chunks
  *                  of at most 1000 bytes.
  *   drip=MS        send the body (with Content-Length) one byte every MS ms.
@@ -100,6 +203,138 @@
  *                  be an HTTP token, the value must not contain CR/LF).
  *   bigheader=N    add a response header "X-Big:" with N bytes of 'a'
  *                  (N <= 64 MiB).
+ *
+ *   Content codings:
+ *   gzip=1         shorthand for encoding=gzip (gzip=0: no coding).
+ *   encoding=LIST  comma-separated list of "gzip" (RFC 1952) and "deflate"
+ *                  (the zlib format, RFC 1950), at most 8, e.g.
+ *                  encoding=gzip,gzip: the body is encoded with each in
+ *                  order and "Content-Encoding: gzip, gzip" names them in
+ *                  the same order.  An empty list means no coding.  Applies
+ *                  to every response that has a body (generated ones
+ *                  included, not stream=1), whatever the request's
+ *                  Accept-Encoding; Content-Length (and drip/reset/short)
+ *                  use the encoded bytes.  The last of gzip=/encoding= wins.
+ *   bomb=N         the body is a gzip stream that decodes to exactly N bytes
+ *                  of {"pad":"000...0"} (10 <= N <= 1 GiB), sent with
+ *                  "Content-Encoding: gzip" (gzip=/encoding= are ignored).
+ *                  About N/1000 bytes go over the wire.  The stream is
+ *                  built without ever holding N decoded bytes (one 1 MiB
+ *                  segment is deflated and repeated) and the last 4 values
+ *                  of N are cached.
+ *
+ *   Other body sources (precedence: bomb, ndjson, pages, then body/size):
+ *   ndjson=N       the body is N lines {"i":0}\n{"i":1}\n ... {"i":N-1}\n
+ *                  (0 <= N <= 10000000; 0 is an empty body), with
+ *                  Content-Type application/x-ndjson unless ctype= is given.
+ *   ndjson_bad=K   with ndjson=: line K (0-based) is "{bad" instead (still
+ *                  followed by \n); K >= N changes nothing.
+ *   pages=N        a paginated collection of N pages (1 <= N <= 1000000).
+ *   page=K         the page to serve, 1 <= K (default 1; only looked at,
+ *                  and only validated, when pages= is given).  The body is
+ *                  {"page":K,"items":[K*10+1,K*10+2],"next":<URL or null>}
+ *                  where the URL (a JSON string) is the request's path and
+ *                  query with the first page= replaced by page=K+1 (any
+ *                  later page= dropped; appended at the end when there was
+ *                  none), every other parameter kept raw and in order;
+ *                  null on the last page.  On every page but the last the
+ *                  response has the header
+ *                    Link: </path?...&page=K+1...>; rel="next"
+ *                  and on every page but the first a second link in the
+ *                  same header value:
+ *                    Link: </path?...page=K+1...>; rel="next",
+ *                          </path?...page=K-1...>; rel="prev"
+ *                  (on one line; the last page has only rel="prev").  The
+ *                  URLs are path-absolute references (no scheme/host).
+ *                  K = 0 or K > N gets 404 {"error":"no such page"}; K not
+ *                  a number gets 400.
+ *   cursorpages=1  with pages=N: cursor pagination instead.  No Link
+ *                  header; the page is the value of cursor= and the body is
+ *                  {"items":[K*10+1,K*10+2],"meta":{"next_cursor":"<K+1>"}}
+ *                  with "next_cursor":null on the last page.
+ *   cursor=C       the cursor: the page number as a decimal string (absent
+ *                  or empty: page 1; not a number: 400; 0 or > N: 404
+ *                  {"error":"no such page"}).  As with every parameter
+ *                  the last one wins, so a client can walk the pages either
+ *                  by appending "&cursor=<next_cursor>" to the original URL
+ *                  or by appending it to the URL it fetched last.
+ *
+ *   Conditional requests:
+ *   etag=V         send "ETag: "V"" (V must not contain CR/LF or '"').  If
+ *                  the request has If-None-Match listing "V" or W/"V" or *,
+ *                  the answer is 304 with the ETag and no body.
+ *   lastmod=DATE   send "Last-Modified: DATE" (DATE raw).  If the request
+ *                  has If-Modified-Since byte-for-byte equal to DATE (and
+ *                  no If-None-Match together with etag=, which takes
+ *                  precedence), the answer is 304 with Last-Modified (and
+ *                  ETag when etag= is given) and no body.
+ *                  Any method can get the 304.
+ *
+ *   Redirects:
+ *   redirect=URL   answer 302 (or redirect_status) with "Location: URL" (the
+ *                  URL-decoded value, sent as is, so it may be relative or
+ *                  point to another server) and the body
+ *                  {"location":"URL"}.
+ *   redirect_status=N
+ *                  status for redirect= and loop=, 300..399 (default 302;
+ *                  meant for 301, 302, 303, 307, 308).
+ *   loop=1         redirect to the request's own target (Location: the raw
+ *                  target as received), so a client following redirects
+ *                  loops forever.  redirect= wins over loop=.
+ *
+ *   Failures and throttling:
+ *   fail=N         the first N requests whose target (path + query, exactly
+ *                  as received, after the absolute-form prefix is stripped;
+ *                  any method) passes the need_* checks are answered with
+ *                  fail_status and the body
+ *                  {"error":"injected failure","attempt":A,"of":N} (A =
+ *                  1..N); request N+1 and later get the normal response.
+ *                  The counters are per target string (so fail=2&x=1 and
+ *                  fail=2&x=2 count separately) and are cleared by /__reset.
+ *                  0 <= N <= 1000000000 (0: never fail).
+ *   fail_status=N  status of the failing responses, 100..999 (default 503).
+ *   retry_after=V  add "Retry-After: V"; V is sent raw (a number, an
+ *                  HTTP-date or garbage; must not contain CR/LF).  With
+ *                  fail= only the failing responses carry it, otherwise
+ *                  every response does (use with status=429 or 503).
+ *
+ *   Authentication checks (not applied to /token):
+ *   need_basic=USER:PASS
+ *                  401 with "WWW-Authenticate: Basic realm="t"" and
+ *                  {"error":"unauthorized"} unless the request's (first)
+ *                  Authorization header is "Basic " followed by exactly
+ *                  base64(USER:PASS) (the scheme name is case-insensitive,
+ *                  the credentials are compared exactly).
+ *   need_bearer=TOKEN
+ *                  401 with "WWW-Authenticate: Bearer realm="t"" and
+ *                  {"error":"unauthorized"} unless Authorization is
+ *                  "Bearer TOKEN" (scheme case-insensitive, TOKEN exact).
+ *   need_token=1   401 with "WWW-Authenticate: Bearer realm="t",
+ *                  error="invalid_token"" and {"error":"invalid_token"}
+ *                  unless Authorization is "Bearer tok-<n>" for a token
+ *                  /token issued that has not expired and has not been
+ *                  revoked by /__revoke.
+ *                  Several need_* may be combined; all must pass (one
+ *                  Authorization header can only satisfy one scheme).
+ *
+ *   Order of evaluation.  A request for a special path is answered
+ *   directly.  Any other request's query is parsed (a bad value: 400, not
+ *   counted), the request is counted and logged, and the first that
+ *   applies of these decides the response:
+ *     1. a need_* check fails (not on /token)       401
+ *     2. fail=N and this target failed < N times     fail_status
+ *     3. the path is /token                          token endpoint
+ *     4. redirect= or loop=                          redirect_status
+ *     5. etag=/lastmod= validators match             304
+ *     6. the normal response: status=, the body from bomb=, ndjson=, pages=
+ *        (or its 404) or body=/size=, with ETag/Last-Modified.
+ *   Generated responses (1-5 and the pages= 404) have their own status and
+ *   JSON body; delay=, the delivery modes below, ctype=, header=,
+ *   bigheader= and gzip=/encoding= apply to them all.  Retry-After: see
+ *   retry_after=.  Content-Encoding follows Content-Type; the other
+ *   generated headers (WWW-Authenticate, Location, ETag, Last-Modified,
+ *   Link, Retry-After, Cache-Control, Allow; their relative order is not
+ *   guaranteed) follow Connection/X-Big and precede the header= ones.
  *
  *   When several modes are given, the first in this list wins:
  *     badstatus, close, hang, stream, reset, short, drip, chunked.
@@ -130,8 +365,15 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <zlib.h>
 
 #define MAX_HEAD_BYTES (64 * 1024)            /* request line + headers */
 #define MAX_REQ_BODY (1024 * 1024)            /* request body */
@@ -150,6 +392,16 @@
 #define OUT_KEEP_CAP (64 * 1024) /* larger buffers are freed when idle */
 #define SCRATCH_KEEP_CAP (1024 * 1024)
 #define FD_LIMIT_WANTED 65536
+#define LOG_MAX 1000                          /* /__requests entries */
+#define LOG_BODY_MAX (64 * 1024)              /* request body bytes logged */
+#define MAX_ENC 8                             /* encoding= list length */
+#define MAX_BOMB (1024ULL * 1024 * 1024)      /* bomb= */
+#define BOMB_SEG (1024 * 1024)                /* bomb=: repeated segment */
+#define BOMB_CACHE 4                          /* bomb=: cached streams */
+#define MAX_NDJSON 10000000ULL                /* ndjson= */
+#define MAX_PAGES 1000000ULL                  /* pages= */
+#define MAX_COUNT 1000000000ULL               /* fail=, expires_in=, page= */
+#define DEFAULT_EXPIRES_IN 3600
 
 /* Growable byte buffer; aborts on out-of-memory (this is a test tool). */
 struct sbuf {
@@ -160,6 +412,7 @@ struct sbuf {
 
 /* What a connection is doing right now. */
 enum conn_state {
+    ST_HANDSHAKE,  /* TLS handshake in progress */
     ST_READ_HEAD,  /* waiting for request line + headers */
     ST_READ_BODY,  /* reading a Content-Length request body */
     ST_DELAY,      /* response built, waiting for delay= to expire */
@@ -195,6 +448,17 @@ enum body_kind {
     BODY_SCALAR,
     BODY_BIGNUM,
     BODY_ECHO,
+    /* not selectable with body=: chosen by other parameters */
+    BODY_GEN,    /* plan.gen (generated responses) */
+    BODY_NDJSON, /* ndjson= */
+    BODY_PAGES,  /* pages= */
+    BODY_BOMB,   /* bomb= (already gzip-encoded) */
+};
+
+/* encoding= values. */
+enum enc_kind {
+    ENC_GZIP,
+    ENC_DEFLATE,
 };
 
 /* body= values. */
@@ -217,6 +481,8 @@ static const struct {
 struct request {
     const char *method;
     size_t method_len;
+    const char *target; /* raw request target (absolute-form kept) */
+    size_t target_len;
     const char *path; /* without query */
     size_t path_len;
     const char *query; /* NULL when the target has no '?' */
@@ -250,6 +516,46 @@ struct plan {
     char *ctype;       /* NULL: default Content-Type */
     struct sbuf extra; /* header=... lines, "Name: value\r\n" each */
     char err[96];      /* message for a 400 */
+    /* content codings */
+    unsigned char enc[MAX_ENC]; /* enum enc_kind, in order */
+    size_t n_enc;
+    unsigned long long bomb; /* 0: off */
+    /* other body sources */
+    bool ndjson_on;
+    unsigned long long ndjson;
+    bool ndjson_bad_on;
+    unsigned long long ndjson_bad;
+    unsigned long long pages; /* 0: off */
+    char *page;               /* raw decoded page= (NULL: absent) */
+    bool cursorpages;
+    char *cursor; /* raw decoded cursor= (NULL: absent) */
+    /* conditional requests, redirects */
+    char *etag;
+    char *lastmod;
+    char *redirect;
+    int redirect_status;
+    bool loop;
+    /* failures */
+    unsigned long long fail;
+    int fail_status;
+    char *retry_after;
+    /* authentication checks */
+    char *need_basic;
+    char *need_bearer;
+    bool need_token;
+    /* token endpoint */
+    char *client_id;
+    char *client_secret;
+    unsigned long long expires_in;
+    bool token_fail;
+    /* filled in while routing the request */
+    struct sbuf hdrs;          /* generated header lines */
+    struct sbuf gen;           /* BODY_GEN body */
+    struct sbuf next_url;      /* pages=: URL of page K+1 ("" on the last page) */
+    struct sbuf prev_url;      /* pages=: URL of page K-1 ("" on the first page) */
+    unsigned long long cur_page;  /* pages=: the page served */
+    const char *def_ctype;     /* NULL: application/json */
+    const struct sbuf *bomb_data; /* BODY_BOMB: the cached stream */
 };
 
 struct server;
@@ -275,6 +581,35 @@ struct conn {
     size_t pending_off;
     double drip_sec;
     struct request req;
+    SSL *ssl;                  /* NULL: plain TCP */
+    bool tls_read_wants_write; /* SSL_read needs the socket writable */
+    bool tls_write_wants_read; /* SSL_write needs the socket readable */
+    bool tls_no_shutdown;      /* do not send close_notify (error, RST, done) */
+};
+
+/* One /__requests log entry: method, target, header block and body in data. */
+struct log_entry {
+    unsigned long long n;
+    size_t method_len;
+    size_t target_len;
+    size_t headers_len;
+    size_t body_len;
+    struct sbuf data;
+};
+
+/* fail=: how often one target has failed. */
+struct fail_counter {
+    struct fail_counter *next;
+    unsigned long long count;
+    size_t len;
+    char key[];
+};
+
+/* bomb=: a cached gzip stream. */
+struct bomb_entry {
+    unsigned long long n; /* 0: unused slot */
+    unsigned long long used;
+    struct sbuf data;
 };
 
 /* The whole server. */
@@ -291,7 +626,19 @@ struct server {
     unsigned long long active;
     bool emfile_warned;
     struct sbuf scratch;      /* response body under construction */
+    struct sbuf scratch2;     /* encoding= output */
     struct sbuf stream_chunk; /* one ready-made stream=1 chunk */
+    SSL_CTX *tls;             /* NULL: plain HTTP */
+    struct log_entry *log;    /* LOG_MAX entries, allocated on first use */
+    size_t log_first;         /* index of the oldest entry */
+    size_t log_len;
+    struct fail_counter *fails;
+    struct bomb_entry bombs[BOMB_CACHE];
+    unsigned long long bomb_clock;
+    double *tokens; /* expiry (monotonic seconds) of token tok-<i+1> */
+    size_t tokens_len;
+    size_t tokens_cap;
+    unsigned long long tokens_revoked; /* tokens 1..this are revoked */
 };
 
 
@@ -746,19 +1093,27 @@ static int parse_request_line(struct request *r, const char *p, const char *eol)
     r->method_len = (size_t)(sp1 - p);
     r->is_head = name_is(p, r->method_len, "HEAD");
 
-    /* absolute-form ("http://host/path"): keep only the path */
+    r->target = target;
+    r->target_len = (size_t)(sp2 - target);
+
+    /* absolute-form ("http://host/path?q"): keep only the path and query */
     size_t tlen = (size_t)(sp2 - target);
+    bool no_path = false;
     if ((tlen > 7 && strncasecmp(target, "http://", 7) == 0) ||
         (tlen > 8 && strncasecmp(target, "https://", 8) == 0)) {
-        const char *auth = memchr(target, '/', tlen) + 2;
-        const char *slash = memchr(auth, '/', (size_t)(sp2 - auth));
-        target = slash ? slash : sp2;
+        const char *auth = (const char *)memchr(target, '/', tlen) + 2;
+        const char *q = auth;
+        while (q < sp2 && *q != '/' && *q != '?') {
+            q++;
+        }
+        target = q;
+        no_path = q == sp2 || *q == '?';
     } else if (*target != '/') {
         return 400;
     }
     const char *qm = memchr(target, '?', (size_t)(sp2 - target));
-    r->path = target == sp2 ? "/" : target;
-    r->path_len = target == sp2 ? 1 : (size_t)((qm ? qm : sp2) - target);
+    r->path = no_path ? "/" : target;
+    r->path_len = no_path ? 1 : (size_t)((qm ? qm : sp2) - target);
     if (qm) {
         r->query = qm + 1;
         r->query_len = (size_t)(sp2 - qm - 1);
@@ -846,12 +1201,75 @@ static void plan_init(struct plan *p)
     memset(p, 0, sizeof *p);
     p->status = 200;
     p->kind = BODY_JSON;
+    p->redirect_status = 302;
+    p->fail_status = 503;
+    p->expires_in = DEFAULT_EXPIRES_IN;
 }
 
 static void plan_free(struct plan *p)
 {
     free(p->ctype);
     sbuf_free(&p->extra);
+    free(p->page);
+    free(p->cursor);
+    free(p->etag);
+    free(p->lastmod);
+    free(p->redirect);
+    free(p->retry_after);
+    free(p->need_basic);
+    free(p->need_bearer);
+    free(p->client_id);
+    free(p->client_secret);
+    sbuf_free(&p->hdrs);
+    sbuf_free(&p->gen);
+    sbuf_free(&p->next_url);
+    sbuf_free(&p->prev_url);
+}
+
+/* Replace the string *dst with a copy of val. */
+static void set_string(char **dst, const char *val)
+{
+    free(*dst);
+    *dst = strdup(val);
+    if (!*dst) {
+        abort();
+    }
+}
+
+/* Parse encoding=: a comma list of gzip and deflate (blanks around items allowed). */
+static bool parse_encodings(struct plan *p, const char *v)
+{
+    size_t n = 0;
+
+    while (*v) {
+        while (*v == ' ' || *v == '\t' || *v == ',') {
+            v++;
+        }
+        if (!*v) {
+            break;
+        }
+        const char *start = v;
+        while (*v && *v != ',') {
+            v++;
+        }
+        const char *end = v;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t')) {
+            end--;
+        }
+        size_t len = (size_t)(end - start);
+        if (n == MAX_ENC) {
+            return false;
+        }
+        if (len == 4 && strncasecmp(start, "gzip", 4) == 0) {
+            p->enc[n++] = ENC_GZIP;
+        } else if (len == 7 && strncasecmp(start, "deflate", 7) == 0) {
+            p->enc[n++] = ENC_DEFLATE;
+        } else {
+            return false;
+        }
+    }
+    p->n_enc = n;
+    return true;
 }
 
 /* Record a bad-value error for query parameter key; returns false. */
@@ -950,8 +1368,116 @@ static bool apply_param(struct plan *p, const char *key, const char *val, size_t
         p->stream = parse_flag(val);
     } else if (strcmp(key, "badstatus") == 0) {
         p->badstatus = parse_flag(val);
+    } else if (strcmp(key, "gzip") == 0) {
+        p->n_enc = 0;
+        if (parse_flag(val)) {
+            p->enc[p->n_enc++] = ENC_GZIP;
+        }
+    } else if (strcmp(key, "encoding") == 0) {
+        if (!parse_encodings(p, val)) {
+            return plan_error(p, key);
+        }
+    } else if (strcmp(key, "bomb") == 0) {
+        if (!parse_number(val, vlen, MAX_BOMB, &p->bomb) || p->bomb < 10) {
+            return plan_error(p, key);
+        }
+    } else if (strcmp(key, "ndjson") == 0) {
+        if (!parse_number(val, vlen, MAX_NDJSON, &p->ndjson)) {
+            return plan_error(p, key);
+        }
+        p->ndjson_on = true;
+    } else if (strcmp(key, "ndjson_bad") == 0) {
+        if (!parse_number(val, vlen, ULLONG_MAX, &p->ndjson_bad)) {
+            return plan_error(p, key);
+        }
+        p->ndjson_bad_on = true;
+    } else if (strcmp(key, "pages") == 0) {
+        if (!parse_number(val, vlen, MAX_PAGES, &p->pages) || p->pages < 1) {
+            return plan_error(p, key);
+        }
+    } else if (strcmp(key, "page") == 0) {
+        set_string(&p->page, val); /* validated with pages= (parse_query) */
+    } else if (strcmp(key, "cursorpages") == 0) {
+        p->cursorpages = parse_flag(val);
+    } else if (strcmp(key, "cursor") == 0) {
+        set_string(&p->cursor, val);
+    } else if (strcmp(key, "etag") == 0) {
+        if (!header_value_ok(val, vlen) || memchr(val, '"', vlen)) {
+            return plan_error(p, key);
+        }
+        set_string(&p->etag, val);
+    } else if (strcmp(key, "lastmod") == 0) {
+        if (!header_value_ok(val, vlen)) {
+            return plan_error(p, key);
+        }
+        set_string(&p->lastmod, val);
+    } else if (strcmp(key, "redirect") == 0) {
+        if (!header_value_ok(val, vlen)) {
+            return plan_error(p, key);
+        }
+        set_string(&p->redirect, val);
+    } else if (strcmp(key, "redirect_status") == 0) {
+        if (!parse_number(val, vlen, 399, &v) || v < 300) {
+            return plan_error(p, key);
+        }
+        p->redirect_status = (int)v;
+    } else if (strcmp(key, "loop") == 0) {
+        p->loop = parse_flag(val);
+    } else if (strcmp(key, "fail") == 0) {
+        if (!parse_number(val, vlen, MAX_COUNT, &p->fail)) {
+            return plan_error(p, key);
+        }
+    } else if (strcmp(key, "fail_status") == 0) {
+        if (!parse_number(val, vlen, 999, &v) || v < 100) {
+            return plan_error(p, key);
+        }
+        p->fail_status = (int)v;
+    } else if (strcmp(key, "retry_after") == 0) {
+        if (!header_value_ok(val, vlen)) {
+            return plan_error(p, key);
+        }
+        set_string(&p->retry_after, val);
+    } else if (strcmp(key, "need_basic") == 0) {
+        set_string(&p->need_basic, val);
+    } else if (strcmp(key, "need_bearer") == 0) {
+        set_string(&p->need_bearer, val);
+    } else if (strcmp(key, "need_token") == 0) {
+        p->need_token = parse_flag(val);
+    } else if (strcmp(key, "client_id") == 0) {
+        set_string(&p->client_id, val);
+    } else if (strcmp(key, "client_secret") == 0) {
+        set_string(&p->client_secret, val);
+    } else if (strcmp(key, "expires_in") == 0) {
+        if (!parse_number(val, vlen, MAX_COUNT, &p->expires_in)) {
+            return plan_error(p, key);
+        }
+    } else if (strcmp(key, "token_fail") == 0) {
+        p->token_fail = parse_flag(val);
     }
     /* anything else is ignored */
+    return true;
+}
+
+/*
+ * Checks that need the whole query: page= and cursor= are validated only
+ * when pages= is given; cur_page gets the page asked for (0: out of range).
+ */
+static bool plan_check(struct plan *p)
+{
+    unsigned long long v = 1;
+
+    if (p->pages == 0) {
+        return true;
+    }
+    if (p->cursorpages) {
+        if (p->cursor && *p->cursor &&
+            !parse_number(p->cursor, strlen(p->cursor), MAX_COUNT, &v)) {
+            return plan_error(p, "cursor");
+        }
+    } else if (p->page && !parse_number(p->page, strlen(p->page), MAX_COUNT, &v)) {
+        return plan_error(p, "page");
+    }
+    p->cur_page = v <= p->pages ? v : 0;
     return true;
 }
 
@@ -983,7 +1509,7 @@ static bool parse_query(struct plan *p, const char *q, size_t n)
         }
         q = amp + 1;
     }
-    return ok;
+    return ok && plan_check(p);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1069,7 +1595,189 @@ static void build_body(struct sbuf *b, const struct plan *p, const struct reques
     case BODY_ECHO:
         build_echo(b, r, req_body);
         break;
+    case BODY_GEN:
+        sbuf_append(b, p->gen.data, p->gen.len);
+        break;
+    case BODY_NDJSON:
+        for (unsigned long long i = 0; i < p->ndjson; i++) {
+            if (p->ndjson_bad_on && i == p->ndjson_bad) {
+                sbuf_puts(b, "{bad\n");
+            } else {
+                sbuf_printf(b, "{\"i\":%llu}\n", i);
+            }
+        }
+        break;
+    case BODY_PAGES: {
+        unsigned long long k = p->cur_page;
+        if (p->cursorpages) {
+            sbuf_printf(b, "{\"items\":[%llu,%llu],\"meta\":{\"next_cursor\":", k * 10 + 1,
+                        k * 10 + 2);
+            if (k < p->pages) {
+                sbuf_printf(b, "\"%llu\"}}", k + 1);
+            } else {
+                sbuf_puts(b, "null}}");
+            }
+        } else {
+            sbuf_printf(b, "{\"page\":%llu,\"items\":[%llu,%llu],\"next\":", k, k * 10 + 1,
+                        k * 10 + 2);
+            if (p->next_url.len > 0) {
+                json_string(b, p->next_url.data, p->next_url.len);
+            } else {
+                sbuf_puts(b, "null");
+            }
+            sbuf_puts(b, "}");
+        }
+        break;
     }
+    case BODY_BOMB:
+        sbuf_append(b, p->bomb_data->data, p->bomb_data->len);
+        break;
+    }
+}
+
+/*
+ * Compress n bytes at in into out (replacing its contents) with zlib;
+ * window_bits 31 gives the gzip format, 15 the zlib format.
+ */
+static void z_encode(struct sbuf *out, const char *in, size_t n, int window_bits)
+{
+    z_stream z;
+    size_t off = 0;
+    int flush;
+    int rc;
+
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        fprintf(stderr, "httpd: deflateInit2 failed\n");
+        abort();
+    }
+    out->len = 0;
+    do {
+        size_t piece = n - off > (1U << 30) ? (1U << 30) : n - off;
+        z.next_in = (Bytef *)(uintptr_t)(in + off);
+        z.avail_in = (uInt)piece;
+        off += piece;
+        flush = off == n ? Z_FINISH : Z_NO_FLUSH;
+        do {
+            sbuf_reserve(out, 64 * 1024);
+            size_t room = out->cap - out->len;
+            if (room > (1U << 30)) {
+                room = 1U << 30;
+            }
+            z.next_out = (Bytef *)(out->data + out->len);
+            z.avail_out = (uInt)room;
+            rc = deflate(&z, flush);
+            if (rc == Z_STREAM_ERROR) {
+                abort();
+            }
+            out->len += room - z.avail_out;
+        } while (z.avail_out == 0);
+    } while (flush != Z_FINISH);
+    if (rc != Z_STREAM_END) {
+        abort();
+    }
+    deflateEnd(&z);
+}
+
+/* Run n bytes at in through the deflater z with the given flush mode, appending to out. */
+static void z_feed(z_stream *z, struct sbuf *out, const char *in, size_t n, int flush)
+{
+    z->next_in = (Bytef *)(uintptr_t)in;
+    z->avail_in = (uInt)n;
+    do {
+        sbuf_reserve(out, 64 * 1024);
+        size_t room = out->cap - out->len;
+        if (room > (1U << 30)) {
+            room = 1U << 30;
+        }
+        z->next_out = (Bytef *)(out->data + out->len);
+        z->avail_out = (uInt)room;
+        if (deflate(z, flush) == Z_STREAM_ERROR) {
+            abort();
+        }
+        out->len += room - z->avail_out;
+    } while (z->avail_out == 0);
+}
+
+static void put_le32(struct sbuf *b, uint32_t v)
+{
+    unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    sbuf_append(b, x, 4);
+}
+
+/*
+ * bomb=N: a gzip stream of {"pad":"000...0"} (N bytes decoded) without ever
+ * holding N bytes: a raw deflate stream is cut with Z_FULL_FLUSH (which
+ * byte-aligns the output and stops back-references across the cut) around
+ * one BOMB_SEG segment of '0's, whose compressed form is then repeated;
+ * the gzip header and trailer (CRC-32 via crc32_combine, size) are written
+ * by hand.
+ */
+static void bomb_build(struct sbuf *out, unsigned long long n)
+{
+    static const char prefix[] = "{\"pad\":\"";
+    static const char suffix[] = "\"}";
+    static const unsigned char gzip_head[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
+    unsigned long long zeros = n - (sizeof prefix - 1) - (sizeof suffix - 1);
+    unsigned long long segs = zeros / BOMB_SEG;
+    size_t rest = (size_t)(zeros % BOMB_SEG);
+    char *seg = xrealloc(NULL, BOMB_SEG);
+    z_stream z;
+
+    memset(seg, '0', BOMB_SEG);
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, Z_BEST_COMPRESSION, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY) != Z_OK) {
+        abort();
+    }
+    out->len = 0;
+    sbuf_append(out, gzip_head, sizeof gzip_head);
+    z_feed(&z, out, prefix, sizeof prefix - 1, Z_FULL_FLUSH);
+    uLong crc = crc32(0L, (const Bytef *)prefix, sizeof prefix - 1);
+    if (segs > 0) {
+        size_t start = out->len;
+        z_feed(&z, out, seg, BOMB_SEG, Z_FULL_FLUSH);
+        size_t seg_len = out->len - start;
+        sbuf_reserve(out, seg_len * (size_t)(segs - 1));
+        for (unsigned long long i = 1; i < segs; i++) {
+            memcpy(out->data + out->len, out->data + start, seg_len);
+            out->len += seg_len;
+        }
+        uLong seg_crc = crc32(0L, (const Bytef *)seg, BOMB_SEG);
+        for (unsigned long long i = 0; i < segs; i++) {
+            crc = crc32_combine(crc, seg_crc, BOMB_SEG);
+        }
+    }
+    z_feed(&z, out, seg, rest, Z_NO_FLUSH);
+    z_feed(&z, out, suffix, sizeof suffix - 1, Z_FINISH);
+    crc = crc32(crc, (const Bytef *)seg, (uInt)rest);
+    crc = crc32(crc, (const Bytef *)suffix, sizeof suffix - 1);
+    deflateEnd(&z);
+    put_le32(out, (uint32_t)crc);
+    put_le32(out, (uint32_t)n);
+    free(seg);
+}
+
+/* The bomb=n stream from the cache, built (evicting the least recently used) if needed. */
+static const struct sbuf *bomb_get(struct server *s, unsigned long long n)
+{
+    struct bomb_entry *victim = &s->bombs[0];
+
+    s->bomb_clock++;
+    for (size_t i = 0; i < BOMB_CACHE; i++) {
+        struct bomb_entry *e = &s->bombs[i];
+        if (e->n == n) {
+            e->used = s->bomb_clock;
+            return &e->data;
+        }
+        if (e->used < victim->used) {
+            victim = e;
+        }
+    }
+    bomb_build(&victim->data, n);
+    victim->n = n;
+    victim->used = s->bomb_clock;
+    return &victim->data;
 }
 
 /* Append data as chunked transfer coding (chunks <= CHUNK_MAX) plus the last chunk. */
@@ -1126,6 +1834,16 @@ static void build_response(struct conn *c, const struct plan *p, const char *req
     body->len = 0;
     if (!bodiless && !p->stream) {
         build_body(body, p, r, req_body, n);
+        if (p->kind != BODY_BOMB) {
+            for (size_t i = 0; i < p->n_enc; i++) {
+                struct sbuf *enc = &c->srv->scratch2;
+                struct sbuf tmp;
+                z_encode(enc, body->data, body->len, p->enc[i] == ENC_GZIP ? 31 : 15);
+                tmp = *enc; /* swap: the encoded bytes become the body */
+                *enc = *body;
+                *body = tmp;
+            }
+        }
     }
 
     if (p->stream) {
@@ -1147,10 +1865,23 @@ static void build_response(struct conn *c, const struct plan *p, const char *req
 
     /* head */
     sbuf_printf(&c->out, "HTTP/1.1 %d %s\r\n", p->status, reason_phrase(p->status));
-    const char *ctype = p->ctype ? p->ctype
-                                 : (p->kind == BODY_HTML ? "text/html" : "application/json");
+    const char *ctype = p->ctype       ? p->ctype
+                        : p->def_ctype ? p->def_ctype
+                                       : (p->kind == BODY_HTML ? "text/html" : "application/json");
     if (*ctype) {
         sbuf_printf(&c->out, "Content-Type: %s\r\n", ctype);
+    }
+    if (!bodiless && !p->stream) {
+        if (p->kind == BODY_BOMB) {
+            sbuf_puts(&c->out, "Content-Encoding: gzip\r\n");
+        } else if (p->n_enc > 0) {
+            sbuf_puts(&c->out, "Content-Encoding: ");
+            for (size_t i = 0; i < p->n_enc; i++) {
+                sbuf_puts(&c->out, i ? ", " : "");
+                sbuf_puts(&c->out, p->enc[i] == ENC_GZIP ? "gzip" : "deflate");
+            }
+            sbuf_puts(&c->out, "\r\n");
+        }
     }
     if (!bodiless) {
         if (chunked) {
@@ -1170,6 +1901,7 @@ static void build_response(struct conn *c, const struct plan *p, const char *req
         sbuf_fill(&c->out, 'a', (size_t)p->bigheader);
         sbuf_puts(&c->out, "\r\n");
     }
+    sbuf_append(&c->out, p->hdrs.data, p->hdrs.len);
     sbuf_append(&c->out, p->extra.data, p->extra.len);
     sbuf_puts(&c->out, "\r\n");
 
@@ -1201,29 +1933,797 @@ static void build_response(struct conn *c, const struct plan *p, const char *req
     if (body->cap > SCRATCH_KEEP_CAP) {
         sbuf_free(body);
     }
+    if (c->srv->scratch2.cap > SCRATCH_KEEP_CAP) {
+        sbuf_free(&c->srv->scratch2);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Special paths, request log, tokens                                        */
+/* ------------------------------------------------------------------------ */
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* First header of request r named want (case-insensitive); false if absent. */
+static bool find_header(const struct request *r, const char *want, const char **value,
+                        size_t *value_len)
+{
+    const char *pos = r->headers;
+    const char *lim = r->headers + r->headers_len;
+    const char *name;
+    size_t nlen;
+
+    while (next_header(&pos, lim, &name, &nlen, value, value_len) > 0) {
+        if (name_is(name, nlen, want)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Append the standard base64 encoding (with padding) of n bytes at data. */
+static void base64_encode(struct sbuf *b, const char *data, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)data;
+
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)s[i] << 16;
+        if (i + 1 < n) {
+            v |= (unsigned)s[i + 1] << 8;
+        }
+        if (i + 2 < n) {
+            v |= s[i + 2];
+        }
+        char out[4] = {b64_chars[(v >> 18) & 63], b64_chars[(v >> 12) & 63],
+                       i + 1 < n ? b64_chars[(v >> 6) & 63] : '=',
+                       i + 2 < n ? b64_chars[v & 63] : '='};
+        sbuf_append(b, out, 4);
+    }
+}
+
+/* Decode standard base64 (padding optional) into b; false if malformed. */
+static bool base64_decode(struct sbuf *b, const char *s, size_t n)
+{
+    unsigned v = 0;
+    int bits = 0;
+    size_t i = 0;
+
+    for (; i < n && s[i] != '='; i++) {
+        const char *q = s[i] ? strchr(b64_chars, s[i]) : NULL;
+        if (!q) {
+            return false;
+        }
+        v = (v << 6) | (unsigned)(q - b64_chars);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            char ch = (char)((v >> bits) & 0xff);
+            sbuf_append(b, &ch, 1);
+        }
+    }
+    for (; i < n; i++) {
+        if (s[i] != '=') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * If the Authorization value v is "<scheme> <credentials>" (scheme
+ * case-insensitive, one or more spaces), point cred at the credentials.
+ */
+static bool auth_scheme(const char *v, size_t n, const char *scheme, const char **cred,
+                        size_t *cred_len)
+{
+    size_t sl = strlen(scheme);
+
+    if (n <= sl || strncasecmp(v, scheme, sl) != 0 || v[sl] != ' ') {
+        return false;
+    }
+    size_t i = sl;
+    while (i < n && v[i] == ' ') {
+        i++;
+    }
+    *cred = v + i;
+    *cred_len = n - i;
+    return true;
+}
+
+/* A 200 JSON response for a special path (honours HEAD and keep-alive). */
+static void build_simple(struct conn *c, const char *body, size_t n)
+{
+    sbuf_printf(&c->out,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n", n);
+    append_connection(c);
+    sbuf_puts(&c->out, "\r\n");
+    if (!c->req.is_head) {
+        sbuf_append(&c->out, body, n);
+    }
+    c->mode = MODE_SEND;
 }
 
 /* Build the /__stats response. */
 static void build_stats(struct conn *c)
 {
     struct server *s = c->srv;
-    char body[160];
-    int n = snprintf(body, sizeof body, "{\"requests\":%llu,\"connections\":%llu,\"active\":%llu}",
-                     s->requests, s->connections, s->active);
+    char body[200];
+    int n = snprintf(body, sizeof body,
+                     "{\"requests\":%llu,\"connections\":%llu,\"active\":%llu,"
+                     "\"tokens_issued\":%zu}",
+                     s->requests, s->connections, s->active, s->tokens_len);
 
-    sbuf_printf(&c->out,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", n);
-    append_connection(c);
-    sbuf_puts(&c->out, "\r\n");
-    if (!c->req.is_head) {
-        sbuf_append(&c->out, body, (size_t)n);
+    build_simple(c, body, (size_t)n);
+}
+
+/* Remember request r (counter value n, body req_body) in the /__requests log. */
+static void log_request(struct server *s, const struct request *r, const char *req_body,
+                        unsigned long long n)
+{
+    struct log_entry *e;
+
+    if (!s->log) {
+        s->log = xrealloc(NULL, LOG_MAX * sizeof *s->log);
+        memset(s->log, 0, LOG_MAX * sizeof *s->log);
     }
-    c->mode = MODE_SEND;
+    if (s->log_len < LOG_MAX) {
+        e = &s->log[(s->log_first + s->log_len) % LOG_MAX];
+        s->log_len++;
+    } else {
+        e = &s->log[s->log_first];
+        s->log_first = (s->log_first + 1) % LOG_MAX;
+    }
+    e->n = n;
+    e->method_len = r->method_len;
+    e->target_len = r->target_len;
+    e->headers_len = r->headers_len;
+    e->body_len = r->body_len < LOG_BODY_MAX ? r->body_len : LOG_BODY_MAX;
+    if (e->data.cap > OUT_KEEP_CAP) {
+        sbuf_free(&e->data);
+    }
+    e->data.len = 0;
+    sbuf_append(&e->data, r->method, r->method_len);
+    sbuf_append(&e->data, r->target, r->target_len);
+    sbuf_append(&e->data, r->headers, r->headers_len);
+    sbuf_append(&e->data, req_body, e->body_len);
+}
+
+/*
+ * Append a header block (CRLF-terminated lines) as a JSON object; repeated
+ * names (case-insensitive) are combined under the first spelling, values
+ * joined by ", ".
+ */
+static void json_headers_combined(struct sbuf *b, const char *hdrs, size_t len)
+{
+    const char *lim = hdrs + len;
+    const char *pos = hdrs;
+    const char *name;
+    const char *value;
+    size_t nlen;
+    size_t vlen;
+    struct sbuf joined = {0};
+    bool first = true;
+
+    sbuf_puts(b, "{");
+    for (;;) {
+        const char *here = pos;
+        if (next_header(&pos, lim, &name, &nlen, &value, &vlen) <= 0) {
+            break;
+        }
+        /* seen before? */
+        const char *p2 = hdrs;
+        const char *n2;
+        const char *v2;
+        size_t n2len;
+        size_t v2len;
+        bool seen = false;
+        while (p2 < here && next_header(&p2, here, &n2, &n2len, &v2, &v2len) > 0) {
+            if (n2len == nlen && strncasecmp(n2, name, nlen) == 0) {
+                seen = true;
+                break;
+            }
+        }
+        if (seen) {
+            continue;
+        }
+        joined.len = 0;
+        sbuf_append(&joined, value, vlen);
+        p2 = pos;
+        while (next_header(&p2, lim, &n2, &n2len, &v2, &v2len) > 0) {
+            if (n2len == nlen && strncasecmp(n2, name, nlen) == 0) {
+                sbuf_puts(&joined, ", ");
+                sbuf_append(&joined, v2, v2len);
+            }
+        }
+        sbuf_puts(b, first ? "" : ",");
+        first = false;
+        json_string(b, name, nlen);
+        sbuf_puts(b, ":");
+        json_string(b, joined.data ? joined.data : "", joined.len);
+    }
+    sbuf_puts(b, "}");
+    sbuf_free(&joined);
+}
+
+/* Build the /__requests response. */
+static void build_requests(struct conn *c)
+{
+    struct server *s = c->srv;
+    struct sbuf *b = &s->scratch;
+
+    b->len = 0;
+    sbuf_puts(b, "{\"requests\":[");
+    for (size_t i = 0; i < s->log_len; i++) {
+        const struct log_entry *e = &s->log[(s->log_first + i) % LOG_MAX];
+        const char *d = e->data.data;
+        sbuf_printf(b, "%s{\"n\":%llu,\"method\":", i ? "," : "", e->n);
+        json_string(b, d, e->method_len);
+        d += e->method_len;
+        sbuf_puts(b, ",\"target\":");
+        json_string(b, d, e->target_len);
+        d += e->target_len;
+        sbuf_puts(b, ",\"headers\":");
+        json_headers_combined(b, d, e->headers_len);
+        d += e->headers_len;
+        sbuf_puts(b, ",\"body\":");
+        json_string(b, d, e->body_len);
+        sbuf_puts(b, "}");
+    }
+    sbuf_puts(b, "]}");
+    build_simple(c, b->data, b->len);
+    if (b->cap > SCRATCH_KEEP_CAP) {
+        sbuf_free(b);
+    }
+}
+
+static void free_fail_counters(struct server *s)
+{
+    while (s->fails) {
+        struct fail_counter *f = s->fails;
+        s->fails = f->next;
+        free(f);
+    }
+}
+
+/* /__reset: empty the log, zero the request counter, forget fail= counters. */
+static void server_reset(struct server *s)
+{
+    s->log_first = 0;
+    s->log_len = 0;
+    s->requests = 0;
+    free_fail_counters(s);
+}
+
+/* Is token tok-<i> (1-based) issued, unexpired and not revoked? */
+static bool token_index_valid(const struct server *s, unsigned long long i, double now)
+{
+    return i >= 1 && i <= s->tokens_len && i > s->tokens_revoked && now < s->tokens[i - 1];
+}
+
+/* /__revoke: returns how many tokens were still valid. */
+static unsigned long long revoke_tokens(struct server *s)
+{
+    double now = mono_now();
+    unsigned long long n = 0;
+
+    for (size_t i = 1; i <= s->tokens_len; i++) {
+        n += token_index_valid(s, i, now);
+    }
+    s->tokens_revoked = s->tokens_len;
+    return n;
+}
+
+/* Is "tok-<n>" (len bytes) a valid access token? */
+static bool token_valid(const struct server *s, const char *tok, size_t len)
+{
+    unsigned long long i;
+
+    return len > 4 && memcmp(tok, "tok-", 4) == 0 && parse_number(tok + 4, len - 4, MAX_COUNT, &i) &&
+           token_index_valid(s, i, mono_now());
+}
+
+/* Issue a new token valid for secs seconds; returns its number. */
+static size_t token_issue(struct server *s, unsigned long long secs)
+{
+    if (s->tokens_len == s->tokens_cap) {
+        s->tokens_cap = s->tokens_cap ? s->tokens_cap * 2 : 16;
+        s->tokens = xrealloc(s->tokens, s->tokens_cap * sizeof *s->tokens);
+    }
+    s->tokens[s->tokens_len++] = mono_now() + (double)secs;
+    return s->tokens_len;
+}
+
+/* The fail= counter of the target key (len bytes), created at 0. */
+static unsigned long long *fail_counter(struct server *s, const char *key, size_t len)
+{
+    struct fail_counter *f;
+
+    for (f = s->fails; f; f = f->next) {
+        if (f->len == len && memcmp(f->key, key, len) == 0) {
+            return &f->count;
+        }
+    }
+    f = xrealloc(NULL, sizeof *f + len + 1);
+    f->count = 0;
+    f->len = len;
+    memcpy(f->key, key, len);
+    f->key[len] = '\0';
+    f->next = s->fails;
+    s->fails = f;
+    return &f->count;
+}
+
+/* Make the plan a generated response: status and a fixed body. */
+__attribute__((format(printf, 3, 4))) static void plan_generate(struct plan *p, int status,
+                                                                 const char *fmt, ...)
+{
+    va_list ap;
+    char small[256];
+
+    p->status = status;
+    p->kind = BODY_GEN;
+    p->def_ctype = NULL;
+    p->gen.len = 0;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        sbuf_append(&p->gen, small, (size_t)n < sizeof small ? (size_t)n : sizeof small - 1);
+    }
+}
+
+/*
+ * The need_* checks; returns true when they pass, else turns the plan
+ * into the 401 response.
+ */
+static bool check_auth(struct conn *c, struct plan *p)
+{
+    const struct request *r = &c->req;
+    const char *v = NULL;
+    size_t vlen = 0;
+    const char *cred;
+    size_t clen;
+
+    if (!p->need_basic && !p->need_bearer && !p->need_token) {
+        return true;
+    }
+    bool have = find_header(r, "Authorization", &v, &vlen);
+
+    if (p->need_basic) {
+        struct sbuf want = {0};
+        base64_encode(&want, p->need_basic, strlen(p->need_basic));
+        bool ok = have && auth_scheme(v, vlen, "Basic", &cred, &clen) && clen == want.len &&
+                  memcmp(cred, want.data, clen) == 0;
+        sbuf_free(&want);
+        if (!ok) {
+            plan_generate(p, 401, "{\"error\":\"unauthorized\"}");
+            sbuf_puts(&p->hdrs, "WWW-Authenticate: Basic realm=\"t\"\r\n");
+            return false;
+        }
+    }
+    if (p->need_bearer) {
+        size_t tl = strlen(p->need_bearer);
+        if (!(have && auth_scheme(v, vlen, "Bearer", &cred, &clen) && clen == tl &&
+              memcmp(cred, p->need_bearer, tl) == 0)) {
+            plan_generate(p, 401, "{\"error\":\"unauthorized\"}");
+            sbuf_puts(&p->hdrs, "WWW-Authenticate: Bearer realm=\"t\"\r\n");
+            return false;
+        }
+    }
+    if (p->need_token) {
+        if (!(have && auth_scheme(v, vlen, "Bearer", &cred, &clen) &&
+              token_valid(c->srv, cred, clen))) {
+            plan_generate(p, 401, "{\"error\":\"invalid_token\"}");
+            sbuf_puts(&p->hdrs,
+                      "WWW-Authenticate: Bearer realm=\"t\", error=\"invalid_token\"\r\n");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Does the If-None-Match value v (n bytes) list "etag", W/"etag" or *? */
+static bool etag_matches(const char *v, size_t n, const char *etag)
+{
+    size_t el = strlen(etag);
+    size_t i = 0;
+
+    while (i < n) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) {
+            i++;
+        }
+        if (i >= n) {
+            break;
+        }
+        if (v[i] == '*') {
+            return true;
+        }
+        if (i + 1 < n && v[i] == 'W' && v[i + 1] == '/') {
+            i += 2;
+        }
+        if (i < n && v[i] == '"') {
+            const char *close = memchr(v + i + 1, '"', n - i - 1);
+            if (!close) {
+                return false;
+            }
+            size_t tl = (size_t)(close - (v + i + 1));
+            if (tl == el && memcmp(v + i + 1, etag, el) == 0) {
+                return true;
+            }
+            i = (size_t)(close - v) + 1;
+        }
+        while (i < n && v[i] != ',') {
+            i++;
+        }
+    }
+    return false;
+}
+
+/*
+ * pages=: the URL of page k: the request's path and raw query with the
+ * first page= replaced by page=k (later ones dropped; appended if absent).
+ */
+static void page_url(struct sbuf *out, const struct request *r, unsigned long long k)
+{
+    const char *q = r->query;
+    const char *end = q ? q + r->query_len : NULL;
+    bool done = false;
+    bool first = true;
+
+    sbuf_append(out, r->path, r->path_len);
+    sbuf_puts(out, "?");
+    while (q && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        if (!amp) {
+            amp = end;
+        }
+        const char *eq = memchr(q, '=', (size_t)(amp - q));
+        size_t klen;
+        char *key = url_decode(q, (size_t)((eq ? eq : amp) - q), &klen);
+        if (amp > q) {
+            if (strcmp(key, "page") != 0) {
+                sbuf_puts(out, first ? "" : "&");
+                sbuf_append(out, q, (size_t)(amp - q));
+                first = false;
+            } else if (!done) {
+                sbuf_printf(out, "%spage=%llu", first ? "" : "&", k);
+                first = false;
+                done = true;
+            }
+        }
+        free(key);
+        q = amp + 1;
+    }
+    if (!done) {
+        sbuf_printf(out, "%spage=%llu", first ? "" : "&", k);
+    }
+}
+
+/* Value of the form field want in the urlencoded body (malloc'ed), or NULL. */
+static char *form_field(const char *body, size_t n, const char *want)
+{
+    const char *q = body;
+    const char *end = body + n;
+    char *found = NULL;
+
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        if (!amp) {
+            amp = end;
+        }
+        const char *eq = memchr(q, '=', (size_t)(amp - q));
+        const char *kend = eq ? eq : amp;
+        const char *vstart = eq ? eq + 1 : amp;
+        size_t klen;
+        size_t vlen;
+        char *key = url_decode(q, (size_t)(kend - q), &klen);
+        if (strcmp(key, want) == 0) {
+            free(found);
+            found = url_decode(vstart, (size_t)(amp - vstart), &vlen);
+        }
+        free(key);
+        q = amp + 1;
+    }
+    return found;
+}
+
+/* Does the presented credential (n bytes, maybe URL-encoded) equal want? */
+static bool cred_matches(const char *got, size_t n, const char *want)
+{
+    size_t dl;
+    bool ok = strlen(want) == n && memcmp(got, want, n) == 0;
+
+    if (!ok) {
+        char *dec = url_decode(got, n, &dl);
+        ok = strlen(want) == dl && memcmp(dec, want, dl) == 0;
+        free(dec);
+    }
+    return ok;
+}
+
+/* The /token endpoint (see the header comment); turns the plan into its response. */
+static void token_endpoint(struct conn *c, struct plan *p, const char *req_body)
+{
+    const struct request *r = &c->req;
+    const char *v;
+    size_t vlen;
+    const char *cred;
+    size_t clen;
+    struct sbuf basic = {0};
+    char *id = NULL;
+    char *secret = NULL;
+    bool id_ok;
+    bool secret_ok;
+
+    if (!name_is(r->method, r->method_len, "POST")) {
+        plan_generate(p, 405, "{\"error\":\"invalid_request\"}");
+        sbuf_puts(&p->hdrs, "Allow: POST\r\n");
+        return;
+    }
+    if (p->token_fail) {
+        plan_generate(p, 500, "{\"error\":\"server_error\"}");
+        return;
+    }
+    if (find_header(r, "Authorization", &v, &vlen) &&
+        auth_scheme(v, vlen, "Basic", &cred, &clen) && base64_decode(&basic, cred, clen)) {
+        const char *colon = basic.data ? memchr(basic.data, ':', basic.len) : NULL;
+        size_t il = colon ? (size_t)(colon - basic.data) : basic.len;
+        id_ok = !p->client_id || cred_matches(basic.data ? basic.data : "", il, p->client_id);
+        secret_ok = !p->client_secret ||
+                    (colon && cred_matches(colon + 1, basic.len - il - 1, p->client_secret));
+    } else {
+        id = form_field(req_body, r->body_len, "client_id");
+        secret = form_field(req_body, r->body_len, "client_secret");
+        id_ok = !p->client_id || (id && strcmp(id, p->client_id) == 0);
+        secret_ok = !p->client_secret || (secret && strcmp(secret, p->client_secret) == 0);
+    }
+    sbuf_free(&basic);
+    free(id);
+    free(secret);
+    if (!id_ok || !secret_ok) {
+        plan_generate(p, 401, "{\"error\":\"invalid_client\"}");
+        sbuf_puts(&p->hdrs, "WWW-Authenticate: Basic realm=\"t\"\r\n");
+        return;
+    }
+    char *grant = form_field(req_body, r->body_len, "grant_type");
+    if (!grant) {
+        plan_generate(p, 400, "{\"error\":\"invalid_request\"}");
+    } else if (strcmp(grant, "client_credentials") != 0) {
+        plan_generate(p, 400, "{\"error\":\"unsupported_grant_type\"}");
+    } else {
+        size_t n = token_issue(c->srv, p->expires_in);
+        plan_generate(p, 200,
+                      "{\"access_token\":\"tok-%zu\",\"token_type\":\"Bearer\",\"expires_in\":%llu}",
+                      n, p->expires_in);
+        sbuf_puts(&p->hdrs, "Cache-Control: no-store\r\n");
+    }
+    free(grant);
+}
+
+/*
+ * Decide the response of a counted request (see "Order of evaluation" in
+ * the header comment): fills the plan's status, body kind and generated
+ * headers.
+ */
+static void route_request(struct conn *c, struct plan *p, const char *req_body)
+{
+    struct server *s = c->srv;
+    const struct request *r = &c->req;
+    bool is_token = r->path_len == 6 && memcmp(r->path, "/token", 6) == 0;
+    const char *v;
+    size_t vlen;
+
+    if (p->retry_after && p->fail == 0) {
+        sbuf_printf(&p->hdrs, "Retry-After: %s\r\n", p->retry_after);
+    }
+    if (!is_token && !check_auth(c, p)) {
+        return;
+    }
+    if (p->fail > 0) {
+        /* the target without an absolute-form prefix: path ["?" query] */
+        struct sbuf key = {0};
+        sbuf_append(&key, r->path, r->path_len);
+        if (r->query) {
+            sbuf_puts(&key, "?");
+            sbuf_append(&key, r->query, r->query_len);
+        }
+        unsigned long long *cnt = fail_counter(s, key.data, key.len);
+        sbuf_free(&key);
+        if (*cnt < p->fail) {
+            (*cnt)++;
+            plan_generate(p, p->fail_status,
+                          "{\"error\":\"injected failure\",\"attempt\":%llu,\"of\":%llu}", *cnt,
+                          p->fail);
+            if (p->retry_after) {
+                sbuf_printf(&p->hdrs, "Retry-After: %s\r\n", p->retry_after);
+            }
+            return;
+        }
+    }
+    if (is_token) {
+        token_endpoint(c, p, req_body);
+        return;
+    }
+    if (p->redirect || p->loop) {
+        p->status = p->redirect_status;
+        p->kind = BODY_GEN;
+        sbuf_puts(&p->hdrs, "Location: ");
+        if (p->redirect) {
+            sbuf_puts(&p->hdrs, p->redirect);
+        } else {
+            sbuf_append(&p->hdrs, r->target, r->target_len);
+        }
+        sbuf_puts(&p->hdrs, "\r\n");
+        sbuf_puts(&p->gen, "{\"location\":");
+        if (p->redirect) {
+            json_string(&p->gen, p->redirect, strlen(p->redirect));
+        } else {
+            json_string(&p->gen, r->target, r->target_len);
+        }
+        sbuf_puts(&p->gen, "}");
+        return;
+    }
+
+    /* conditional requests */
+    if (p->etag) {
+        sbuf_printf(&p->hdrs, "ETag: \"%s\"\r\n", p->etag);
+    }
+    if (p->lastmod) {
+        sbuf_printf(&p->hdrs, "Last-Modified: %s\r\n", p->lastmod);
+    }
+    if (p->etag && find_header(r, "If-None-Match", &v, &vlen)) {
+        if (etag_matches(v, vlen, p->etag)) {
+            p->status = 304;
+            p->kind = BODY_EMPTY;
+            return;
+        }
+    } else if (p->lastmod && find_header(r, "If-Modified-Since", &v, &vlen)) {
+        if (vlen == strlen(p->lastmod) && memcmp(v, p->lastmod, vlen) == 0) {
+            p->status = 304;
+            p->kind = BODY_EMPTY;
+            return;
+        }
+    }
+
+    /* the normal response: body sources */
+    if (p->bomb) {
+        p->kind = BODY_BOMB;
+        p->bomb_data = bomb_get(s, p->bomb);
+    } else if (p->ndjson_on) {
+        p->kind = BODY_NDJSON;
+        p->def_ctype = "application/x-ndjson";
+    } else if (p->pages) {
+        unsigned long long k = p->cur_page;
+        if (k == 0) {
+            plan_generate(p, 404, "{\"error\":\"no such page\"}");
+            return;
+        }
+        p->kind = BODY_PAGES;
+        if (!p->cursorpages) {
+            if (k < p->pages) {
+                page_url(&p->next_url, r, k + 1);
+            }
+            if (k > 1) {
+                page_url(&p->prev_url, r, k - 1);
+            }
+            if (p->next_url.len || p->prev_url.len) {
+                sbuf_puts(&p->hdrs, "Link: ");
+                if (p->next_url.len) {
+                    sbuf_puts(&p->hdrs, "<");
+                    sbuf_append(&p->hdrs, p->next_url.data, p->next_url.len);
+                    sbuf_puts(&p->hdrs, ">; rel=\"next\"");
+                }
+                if (p->prev_url.len) {
+                    sbuf_puts(&p->hdrs, p->next_url.len ? ", <" : "<");
+                    sbuf_append(&p->hdrs, p->prev_url.data, p->prev_url.len);
+                    sbuf_puts(&p->hdrs, ">; rel=\"prev\"");
+                }
+                sbuf_puts(&p->hdrs, "\r\n");
+            }
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------ */
 /* Connection state machine                                                  */
 /* ------------------------------------------------------------------------ */
+
+/* ------------------------------------------------------------------------ */
+/* Socket I/O, plain or TLS                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * recv() or SSL_read(): > 0 bytes read, 0 at EOF (TLS: close_notify or a
+ * plain EOF), -1 with errno EAGAIN when nothing is available yet (TLS: also
+ * when SSL_read needs the socket writable first: then wio is started and
+ * conn_write_cb retries the read) or another errno on failure.
+ */
+static ssize_t conn_recv(struct conn *c, void *buf, size_t n)
+{
+    if (!c->ssl) {
+        return recv(c->fd, buf, n, 0);
+    }
+    if (n > INT_MAX) {
+        n = INT_MAX;
+    }
+    c->tls_read_wants_write = false;
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_read(c->ssl, buf, (int)n);
+    if (rc > 0) {
+        return rc;
+    }
+    int saved = errno;
+    switch (SSL_get_error(c->ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        c->tls_read_wants_write = true;
+        ev_io_start(c->srv->loop, &c->wio);
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (saved == 0 && ERR_peek_error() == 0) {
+            return 0; /* EOF without close_notify */
+        }
+        c->tls_no_shutdown = true;
+        errno = saved ? saved : ECONNRESET;
+        return -1;
+    default:
+        c->tls_no_shutdown = true;
+        ERR_clear_error();
+        errno = ECONNRESET;
+        return -1;
+    }
+}
+
+/*
+ * send() or SSL_write() (partial writes enabled, the buffer may move
+ * between retries): > 0 bytes written, -1 with errno EAGAIN when the
+ * socket is full (TLS: also when SSL_write needs to read first, flagged in
+ * tls_write_wants_read) or another errno on failure.
+ */
+static ssize_t conn_send(struct conn *c, const void *buf, size_t n)
+{
+    if (!c->ssl) {
+        return send(c->fd, buf, n, MSG_NOSIGNAL);
+    }
+    if (n > INT_MAX) {
+        n = INT_MAX;
+    }
+    c->tls_write_wants_read = false;
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_write(c->ssl, buf, (int)n);
+    if (rc > 0) {
+        return rc;
+    }
+    int saved = errno;
+    switch (SSL_get_error(c->ssl, rc)) {
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_READ:
+        c->tls_write_wants_read = true;
+        errno = EAGAIN;
+        return -1;
+    default:
+        c->tls_no_shutdown = true;
+        ERR_clear_error();
+        errno = saved && saved != EAGAIN ? saved : EPIPE;
+        return -1;
+    }
+}
 
 /* Stop all watchers, close the socket, free everything about c. */
 static void conn_close(struct conn *c)
@@ -1233,6 +2733,13 @@ static void conn_close(struct conn *c)
     ev_io_stop(s->loop, &c->rio);
     ev_io_stop(s->loop, &c->wio);
     ev_timer_stop(s->loop, &c->timer);
+    if (c->ssl) {
+        if (!c->tls_no_shutdown && SSL_is_init_finished(c->ssl)) {
+            SSL_shutdown(c->ssl); /* best effort close_notify */
+        }
+        SSL_free(c->ssl);
+        ERR_clear_error();
+    }
     close(c->fd);
     if (c->prev) {
         c->prev->next = c->next;
@@ -1256,6 +2763,7 @@ static void conn_reset(struct conn *c)
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    c->tls_no_shutdown = true;
     conn_close(c);
 }
 
@@ -1303,6 +2811,11 @@ static bool begin_linger(struct conn *c)
         conn_close(c);
         return false;
     }
+    if (c->ssl && !c->tls_no_shutdown) {
+        SSL_shutdown(c->ssl); /* close_notify before the FIN */
+        ERR_clear_error();
+        c->tls_no_shutdown = true;
+    }
     shutdown(c->fd, SHUT_WR);
     c->state = ST_LINGER;
     c->in.len = 0;
@@ -1329,7 +2842,7 @@ static bool next_request(struct conn *c)
         sbuf_free(&c->out);
     }
     ev_io_start(loop, &c->rio);
-    if (c->in.len > 0) {
+    if (c->in.len > 0 || (c->ssl && SSL_pending(c->ssl) > 0)) {
         ev_feed_event(loop, &c->rio, EV_READ);
     }
     return true;
@@ -1381,14 +2894,17 @@ static bool conn_flush(struct conn *c)
 
     for (;;) {
         while (c->out_off < c->out.len) {
-            ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
-                             MSG_NOSIGNAL);
+            ssize_t n = conn_send(c, c->out.data + c->out_off, c->out.len - c->out_off);
             if (n > 0) {
                 c->out_off += (size_t)n;
             } else if (n < 0 && errno == EINTR) {
                 continue;
             } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                ev_io_start(loop, &c->wio);
+                if (c->tls_write_wants_read) {
+                    ev_io_start(loop, &c->rio); /* retried from conn_read_cb */
+                } else {
+                    ev_io_start(loop, &c->wio);
+                }
                 return true;
             } else {
                 conn_close(c);
@@ -1407,7 +2923,9 @@ static bool conn_flush(struct conn *c)
         sbuf_append(&c->out, c->srv->stream_chunk.data, c->srv->stream_chunk.len);
         refills++;
     }
-    ev_io_stop(loop, &c->wio);
+    if (!c->tls_read_wants_write) {
+        ev_io_stop(loop, &c->wio);
+    }
     return output_drained(c);
 }
 
@@ -1486,6 +3004,12 @@ static void request_consume(struct conn *c)
     memset(r, 0, sizeof *r);
 }
 
+static bool path_is(const struct request *r, const char *want)
+{
+    size_t n = strlen(want);
+    return r->path_len == n && memcmp(r->path, want, n) == 0;
+}
+
 /*
  * A complete request (head + body) is available: build the response and
  * start sending it, or arm the delay timer.  Returns false if c was closed.
@@ -1502,12 +3026,23 @@ static bool handle_request(struct conn *c)
     if (c->peer_eof) {
         c->keep_alive = false;
     }
-    if (r->path_len == 8 && memcmp(r->path, "/__stats", 8) == 0) {
+    if (path_is(r, "/__stats")) {
         build_stats(c);
+    } else if (path_is(r, "/__requests")) {
+        build_requests(c);
+    } else if (path_is(r, "/__reset")) {
+        server_reset(s);
+        build_simple(c, "{\"ok\":true}", 11);
+    } else if (path_is(r, "/__revoke")) {
+        char body[64];
+        int n = snprintf(body, sizeof body, "{\"revoked\":%llu}", revoke_tokens(s));
+        build_simple(c, body, (size_t)n);
     } else {
         ok = parse_query(&p, r->query, r->query_len);
         if (ok) {
             s->requests++;
+            log_request(s, r, req_body, s->requests);
+            route_request(c, &p, req_body);
             build_response(c, &p, req_body, s->requests);
         }
     }
@@ -1586,6 +3121,53 @@ static bool process_input(struct conn *c)
     return true;
 }
 
+/*
+ * Drive the non-blocking TLS handshake: wait for whichever direction
+ * OpenSSL needs, switch to reading requests once it is done.  Returns
+ * false if c was closed (handshake failure).
+ */
+static bool tls_handshake(struct conn *c)
+{
+    struct ev_loop *loop = c->srv->loop;
+
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_accept(c->ssl);
+    if (rc == 1) {
+        c->state = ST_READ_HEAD;
+        ev_io_stop(loop, &c->wio);
+        ev_io_start(loop, &c->rio);
+        if (SSL_pending(c->ssl) > 0) {
+            ev_feed_event(loop, &c->rio, EV_READ);
+        }
+        return true;
+    }
+    int saved = errno;
+    int err = SSL_get_error(c->ssl, rc);
+    if (err == SSL_ERROR_WANT_READ) {
+        ev_io_stop(loop, &c->wio);
+        ev_io_start(loop, &c->rio);
+        return true;
+    }
+    if (err == SSL_ERROR_WANT_WRITE) {
+        ev_io_stop(loop, &c->rio);
+        ev_io_start(loop, &c->wio);
+        return true;
+    }
+    unsigned long e = ERR_get_error();
+    if (e != 0) {
+        char msg[256];
+        ERR_error_string_n(e, msg, sizeof msg);
+        fprintf(stderr, "httpd: TLS handshake failed: %s\n", msg);
+    } else if (saved != 0 && saved != ECONNRESET && saved != EPIPE) {
+        fprintf(stderr, "httpd: TLS handshake failed: %s\n", strerror(saved));
+    }
+    ERR_clear_error();
+    c->tls_no_shutdown = true;
+    conn_close(c);
+    return false;
+}
+
 /* The client shut down its side of the connection. */
 static void handle_eof(struct conn *c)
 {
@@ -1622,6 +3204,17 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     size_t room;
     (void)revents;
 
+    if (c->state == ST_HANDSHAKE) {
+        tls_handshake(c);
+        return;
+    }
+    if (c->tls_write_wants_read) {
+        /* an SSL_write waits for input: retry it first */
+        c->tls_write_wants_read = false;
+        if (!conn_flush(c) || c->tls_write_wants_read) {
+            return;
+        }
+    }
     switch (c->state) {
     case ST_READ_BODY:
         dst = c->req.body_buf + c->req.body_got;
@@ -1650,7 +3243,8 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         break;
     }
 
-    ssize_t n = recv(c->fd, dst, room, 0);
+    /* TLS: what is discarded (hang, linger) is not worth decrypting */
+    ssize_t n = dst == discard ? recv(c->fd, dst, room, 0) : conn_recv(c, dst, room);
     if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             conn_close(c);
@@ -1669,6 +3263,9 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (n == 0) {
         handle_eof(c);
+    } else if (n > 0 && c->ssl && dst != discard && SSL_pending(c->ssl) > 0) {
+        /* decrypted bytes wait inside OpenSSL: the socket will not say so */
+        ev_feed_event(loop, &c->rio, EV_READ);
     }
 }
 
@@ -1678,6 +3275,15 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct conn *c = w->data;
     (void)revents;
 
+    if (c->state == ST_HANDSHAKE) {
+        tls_handshake(c);
+        return;
+    }
+    if (c->tls_read_wants_write) {
+        /* an SSL_read waited for the socket to be writable: retry it */
+        c->tls_read_wants_write = false;
+        ev_feed_event(loop, &c->rio, EV_READ);
+    }
     if (c->state == ST_DELAY) {
         ev_io_stop(loop, w); /* leftover "100 Continue": sent after the delay */
         return;
@@ -1722,6 +3328,19 @@ static void conn_new(struct server *s, int fd)
     c->fd = fd;
     c->state = ST_READ_HEAD;
     c->keep_alive = true;
+    if (s->tls) {
+        c->ssl = SSL_new(s->tls);
+        if (!c->ssl || !SSL_set_fd(c->ssl, fd)) {
+            fprintf(stderr, "httpd: SSL_new failed\n");
+            ERR_clear_error();
+            SSL_free(c->ssl);
+            close(fd);
+            free(c);
+            return;
+        }
+        SSL_set_accept_state(c->ssl);
+        c->state = ST_HANDSHAKE;
+    }
     ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
     ev_init(&c->timer, conn_timer_cb);
@@ -1835,6 +3454,120 @@ static int open_listener(const char *addr, const char *port, int *bound_port)
     return fd;
 }
 
+/* Create the non-blocking AF_UNIX listening socket at path; returns the fd. */
+static int open_unix_listener(const char *path)
+{
+    struct sockaddr_un sa;
+    struct stat st;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa.sun_path) {
+        fprintf(stderr, "httpd: unix socket path too long: %s\n", path);
+        return -1;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            fprintf(stderr, "httpd: %s exists and is not a socket\n", path);
+            return -1;
+        }
+        unlink(path); /* a stale socket */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        perror("httpd: socket");
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+        fprintf(stderr, "httpd: cannot listen on %s: %s\n", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* ALPN: select http/1.1 if the client offers it, else answer without ALPN. */
+static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned int inlen, void *arg)
+{
+    static const unsigned char ours[] = "\x08http/1.1";
+    unsigned char *sel = NULL;
+    unsigned char sel_len = 0;
+    (void)ssl;
+    (void)arg;
+
+    if (SSL_select_next_proto(&sel, &sel_len, ours, sizeof ours - 1, in, inlen) ==
+        OPENSSL_NPN_NEGOTIATED) {
+        *out = sel;
+        *outlen = sel_len;
+        return SSL_TLSEXT_ERR_OK;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* "1.2" / "1.3" to an OpenSSL protocol version, 0 if unknown. */
+static int tls_version(const char *v)
+{
+    if (strcmp(v, "1.2") == 0) {
+        return TLS1_2_VERSION;
+    }
+    if (strcmp(v, "1.3") == 0) {
+        return TLS1_3_VERSION;
+    }
+    return 0;
+}
+
+/* The server's TLS context; NULL (after printing why) on failure. */
+static SSL_CTX *tls_context(const char *cert, const char *key, const char *client_ca,
+                            int min_version, int max_version)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    if (!ctx) {
+        goto fail;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+                                 | SSL_OP_IGNORE_UNEXPECTED_EOF
+#endif
+    );
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    if ((min_version && !SSL_CTX_set_min_proto_version(ctx, min_version)) ||
+        (max_version && !SSL_CTX_set_max_proto_version(ctx, max_version))) {
+        goto fail;
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        fprintf(stderr, "httpd: cannot load certificate %s\n", cert);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        fprintf(stderr, "httpd: cannot load private key %s (or it does not match)\n", key);
+        goto fail;
+    }
+    if (client_ca) {
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(client_ca);
+        if (!names || SSL_CTX_load_verify_locations(ctx, client_ca, NULL) != 1) {
+            fprintf(stderr, "httpd: cannot load client CA %s\n", client_ca);
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            goto fail;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    }
+    static const unsigned char sid_ctx[] = "fetchd-test-httpd";
+    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
+    return ctx;
+
+fail:
+    ERR_print_errors_fp(stderr);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
 /* Write "<port>\n" to path atomically: write a temporary file, then rename. */
 static int write_port_file(const char *path, int port)
 {
@@ -1878,7 +3611,9 @@ static void raise_fd_limit(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: httpd [--port N] [--bind ADDR] [--port-file PATH]\n"
+    fprintf(f, "usage: httpd [--port N] [--bind ADDR] [--port-file PATH] [--unix PATH]\n"
+               "             [--tls-cert PATH --tls-key PATH [--tls-client-ca PATH]\n"
+               "              [--tls-min-version 1.2|1.3] [--tls-max-version 1.2|1.3]]\n"
                "Scriptable HTTP/1.1 test server; see the comment at the top of httpd.c.\n");
 }
 
@@ -1889,6 +3624,12 @@ int main(int argc, char **argv)
         {"port", required_argument, NULL, 'p'},
         {"bind", required_argument, NULL, 'b'},
         {"port-file", required_argument, NULL, 'f'},
+        {"unix", required_argument, NULL, 'u'},
+        {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'},
+        {"tls-client-ca", required_argument, NULL, 'A'},
+        {"tls-min-version", required_argument, NULL, 'm'},
+        {"tls-max-version", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1897,6 +3638,12 @@ int main(int argc, char **argv)
     const char *bind_addr = "127.0.0.1";
     const char *port = "0";
     const char *port_file = NULL;
+    const char *unix_path = NULL;
+    const char *tls_cert = NULL;
+    const char *tls_key = NULL;
+    const char *tls_client_ca = NULL;
+    int tls_min = 0;
+    int tls_max = 0;
     unsigned long long v;
     int bound_port = 0;
     int opt;
@@ -1916,6 +3663,26 @@ int main(int argc, char **argv)
         case 'f':
             port_file = optarg;
             break;
+        case 'u':
+            unix_path = optarg;
+            break;
+        case 'C':
+            tls_cert = optarg;
+            break;
+        case 'K':
+            tls_key = optarg;
+            break;
+        case 'A':
+            tls_client_ca = optarg;
+            break;
+        case 'm':
+        case 'M':
+            if (!tls_version(optarg)) {
+                fprintf(stderr, "httpd: bad TLS version %s (1.2 or 1.3)\n", optarg);
+                return 2;
+            }
+            *(opt == 'm' ? &tls_min : &tls_max) = tls_version(optarg);
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -1928,18 +3695,38 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (!tls_cert != !tls_key || ((tls_client_ca || tls_min || tls_max) && !tls_cert)) {
+        fprintf(stderr, "httpd: --tls-cert and --tls-key go together, and the other --tls-* "
+                        "options need them\n");
+        return 2;
+    }
 
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
 
-    s->listen_fd = open_listener(bind_addr, port, &bound_port);
+    if (tls_cert) {
+        s->tls = tls_context(tls_cert, tls_key, tls_client_ca, tls_min, tls_max);
+        if (!s->tls) {
+            return 1;
+        }
+    }
+    if (unix_path) {
+        s->listen_fd = open_unix_listener(unix_path);
+    } else {
+        s->listen_fd = open_listener(bind_addr, port, &bound_port);
+    }
     if (s->listen_fd < 0) {
+        SSL_CTX_free(s->tls);
         return 1;
     }
     printf("PORT=%d\n", bound_port);
     fflush(stdout);
     if (port_file && write_port_file(port_file, bound_port) < 0) {
         close(s->listen_fd);
+        if (unix_path) {
+            unlink(unix_path);
+        }
+        SSL_CTX_free(s->tls);
         return 1;
     }
 
@@ -1972,8 +3759,24 @@ int main(int argc, char **argv)
     ev_signal_stop(s->loop, &s->sigterm);
     ev_signal_stop(s->loop, &s->sigint);
     close(s->listen_fd);
+    if (unix_path) {
+        unlink(unix_path);
+    }
     sbuf_free(&s->scratch);
+    sbuf_free(&s->scratch2);
     sbuf_free(&s->stream_chunk);
+    if (s->log) {
+        for (size_t i = 0; i < LOG_MAX; i++) {
+            sbuf_free(&s->log[i].data);
+        }
+        free(s->log);
+    }
+    free_fail_counters(s);
+    for (size_t i = 0; i < BOMB_CACHE; i++) {
+        sbuf_free(&s->bombs[i].data);
+    }
+    free(s->tokens);
+    SSL_CTX_free(s->tls);
     ev_loop_destroy(s->loop);
     return 0;
 }
