@@ -2561,6 +2561,61 @@ bool config_sink_equal(const struct sink_cfg *a, const struct sink_cfg *b)
     return true;
 }
 
+/* One indented line with the endpoint's less common options, if any
+ * (never a secret: auth shows its type and where the secret comes from). */
+static void print_ext(const struct endpoint_ext *x, FILE *f)
+{
+    static const char *const auth[] = {"", "basic", "bearer", "oauth2"};
+    struct buf b = {0};
+    if (x->auth.type != AUTH_NONE) {
+        buf_printf(&b, ", auth %s (secret from %s)", auth[x->auth.type], x->auth.secret_path);
+    }
+    if (x->tls.insecure) {
+        buf_puts(&b, ", TLS NOT VERIFIED");
+    } else if (x->tls.ca_file || x->tls.ca_path) {
+        buf_printf(&b, ", CA %s", x->tls.ca_file ? x->tls.ca_file : x->tls.ca_path);
+    }
+    if (x->tls.client_cert) {
+        buf_printf(&b, ", client certificate %s", x->tls.client_cert);
+    }
+    if (x->proxy) {
+        char *red = *x->proxy ? url_redact(x->proxy) : NULL;
+        buf_printf(&b, ", proxy %s", *x->proxy ? (red ? red : "(set)") : "none");
+        free(red);
+    }
+    if (x->unix_socket) {
+        buf_printf(&b, ", unix socket %s", x->unix_socket);
+    }
+    if (x->retry.attempts > 1) {
+        buf_printf(&b, ", up to %u attempts", x->retry.attempts);
+    }
+    if (!x->breaker_after) {
+        buf_puts(&b, ", no circuit breaker");
+    }
+    if (x->conditional) {
+        buf_puts(&b, ", conditional");
+    }
+    if (x->accept_encoding) {
+        buf_printf(&b, ", compression %s", x->accept_encoding);
+    }
+    if (x->ndjson) {
+        buf_puts(&b, ", ndjson");
+    }
+    if (x->split) {
+        buf_puts(&b, ", split");
+    }
+    if (x->page_mode != PAGE_NONE) {
+        buf_printf(&b, ", paginate %s (max %u pages)",
+                   x->page_mode == PAGE_LINK ? "by Link" : x->page_mode == PAGE_CURSOR ? "by cursor"
+                                                                                       : "by next URL",
+                   x->max_pages);
+    }
+    if (b.len) {
+        fprintf(f, "                   %s\n", b.data + 2);
+    }
+    buf_done(&b);
+}
+
 void config_print_summary(const struct config *cfg, FILE *f)
 {
     char a[32], b[32], c[32];
@@ -2612,6 +2667,7 @@ void config_print_summary(const struct config *cfg, FILE *f)
             fprintf(f, " %s", cfg->sinks[e->sinks[j]].name);
         }
         fprintf(f, "%s\n", e->enabled ? "" : "  (disabled)");
+        print_ext(e->x, f);
     }
     if (shown < cfg->n_endpoints) {
         fprintf(f, "  ... and %zu more\n", cfg->n_endpoints - shown);

@@ -1207,8 +1207,10 @@ static bool engine_maybe_retry(struct engine *e, struct xfer *x, struct ep_state
 {
     const struct endpoint_ext *ext = s->cfg->x;
     usec_t now = now_usec(CLOCK_MONOTONIC);
-    int64_t ra = rec->http_status > 0 ? xfer_retry_after(x) : -1;
-    if (ra >= 0 && (rec->http_status == 429 || rec->http_status == 503)) {
+    /* Retry-After means "come back later" on 429 and 503 (RFC 9110 10.2.3;
+     * on a 3xx it is a redirect delay) */
+    int64_t ra = rec->http_status == 429 || rec->http_status == 503 ? xfer_retry_after(x) : -1;
+    if (ra >= 0) {
         /* the server asked for a pause: the next cycle honours it too */
         usec_t hold = (usec_t)ra > 86400 * USEC_PER_SEC ? 86400 * USEC_PER_SEC : (usec_t)ra;
         if (!e->opt.once && now + hold > s->hold_until) {
@@ -1462,6 +1464,7 @@ static void engine_xfer_done(void *userdata, CURL *easy, CURLcode res)
                !e->stopping && cycle_get(e, s)) {
         /* the token may have been revoked: once per cycle, fetch a new one */
         s->cyc->token_retried = true;
+        s->cyc->attempt++;
         oauth_invalidate(&e->oauth, s->cfg->x, NULL);
         going_on = engine_continue(e, x, s, false);
     } else if (engine_maybe_retry(e, x, s, &rec)) {
@@ -1494,8 +1497,8 @@ static void engine_start_some(struct engine *e)
            e->started_this_iter < ENGINE_STARTS_PER_TICK) {
         struct ep_state *s = engine_dequeue(e);
         struct xfer_req rq;
-        if (!s->cyc || (s->cyc->attempt == 1 && s->cyc->page == 1 && !s->cyc->pending)) {
-            budget_count_first(e);
+        if (!s->cyc) {
+            budget_count_first(e); /* a new cycle */
         }
         if (engine_prepare(e, s, &rq) < 0) {
             continue; /* waits for a token, or failed (recorded) */
@@ -1925,11 +1928,27 @@ static void engine_abandon_waiting(struct engine *e)
     while (e->heap_n) {
         engine_cycle_abandon(e, e->heap[0], "stopped");
     }
-    for (struct ep_state *q = e->qhead; q; q = q->qnext) {
+    /* queued runs do not start any more; queued retries end now (a state
+     * may belong to a generation that its cycle alone kept alive, so it
+     * leaves the queue first) */
+    struct ep_state *keep = NULL, **tail = &keep;
+    size_t kept = 0;
+    struct ep_state *q;
+    while ((q = engine_dequeue(e))) {
         if (q->cyc && q->cyc->pending) {
             engine_cycle_abandon(e, q, "stopped");
+        } else {
+            *tail = q;
+            tail = &q->qnext;
+            kept++;
         }
     }
+    for (q = keep; q; q = q->qnext) {
+        q->queued = true;
+    }
+    e->qhead = keep;
+    e->qtail = kept ? (struct ep_state *)((char *)tail - offsetof(struct ep_state, qnext)) : NULL;
+    e->queued = kept;
     for (size_t i = 0; i < e->cur->n_eps; i++) {
         struct ep_state *s = &e->cur->eps[i];
         if (s->cyc && s->cyc->waiter.tok) {
