@@ -1432,9 +1432,6 @@ static void build_auth(struct loader *L, struct src s, const char *path, struct 
         } else if (get_string(L, tu, p1, &str) == 0) {
             if (url_validate(str, err, sizeof(err)) < 0) {
                 lerr(L, tu, false, p1, "%s", err);
-            } else if (url_has_secrets(str)) {
-                lerr(L, tu, false, p1, "the token URL must not carry credentials; use "
-                     "client_secret_file or client_secret_credential");
             } else {
                 a->token_url = arena_str(L, str);
             }

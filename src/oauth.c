@@ -11,6 +11,7 @@
 #include "http.h"
 #include "log.h"
 #include "secret.h"
+#include "url.h"
 #include "util/buf.h"
 
 #define OAUTH_BACKOFF_FIRST USEC_PER_SEC
@@ -21,6 +22,7 @@
 struct oauth_token {
     struct oauth_token *next;
     char *token_url, *client_id, *scope; /* the key (scope may be NULL) */
+    char *shown_url;                     /* token_url with secrets redacted, for messages */
     char *access;                        /* the current token, or NULL */
     usec_t refresh_at, expires_at;       /* CLOCK_MONOTONIC */
     usec_t fail_until, backoff;
@@ -73,8 +75,10 @@ static struct oauth_token *find(struct oauth *o, const struct auth_cfg *a, bool 
     t->token_url = strdup(a->token_url);
     t->client_id = strdup(a->client_id);
     t->scope = a->scope ? strdup(a->scope) : NULL;
+    t->shown_url = url_redact(a->token_url);
     t->resp.max = OAUTH_MAX_RESPONSE;
-    if (!t->token_url || !t->client_id || (a->scope && !t->scope)) {
+    if (!t->token_url || !t->client_id || (a->scope && !t->scope) || !t->shown_url) {
+        free(t->shown_url);
         free(t->token_url);
         free(t->client_id);
         free(t->scope);
@@ -223,7 +227,7 @@ int oauth_get(struct oauth *o, const struct endpoint_ext *x, usec_t now, struct 
         if (now >= t->refresh_at && !t->in_flight && now >= t->fail_until) {
             char e2[300];
             if (start(o, t, x, now, e2, sizeof(e2)) < 0) {
-                log_warning("OAuth2 token refresh from %s: %s", t->token_url, e2);
+                log_warning("OAuth2 token refresh from %s: %s", t->shown_url, e2);
             }
         }
         *token = t->access;
@@ -336,11 +340,11 @@ bool oauth_xfer_done(struct oauth *o, CURL *easy, CURLcode res)
         t->refresh_at = t->expires_at - early;
         t->backoff = 0;
         t->fail_until = 0;
-        log_debug("OAuth2 token from %s, valid for %llu s", t->token_url,
+        log_debug("OAuth2 token from %s, valid for %llu s", t->shown_url,
                   (unsigned long long)(lifetime / USEC_PER_SEC));
     } else {
         snprintf(t->last_err, sizeof(t->last_err), "OAuth2 token request to %s failed: %s",
-                 t->token_url, err);
+                 t->shown_url, err);
         t->backoff = t->backoff ? t->backoff * 2 : OAUTH_BACKOFF_FIRST;
         t->backoff = t->backoff > OAUTH_BACKOFF_MAX ? OAUTH_BACKOFF_MAX : t->backoff;
         t->fail_until = now + t->backoff;
@@ -377,6 +381,7 @@ void oauth_done(struct oauth *o)
         wipe_free(t->access);
         buf_done(&t->resp);
         free(t->token_url);
+        free(t->shown_url);
         free(t->client_id);
         free(t->scope);
         free(t);
