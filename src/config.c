@@ -202,6 +202,7 @@ struct loader {
     bool mute;                  /* drop errors (already reported once) */
     bool def_seen[_EK_MAX];     /* a default was validated with an endpoint */
     struct endpoint_ext *def_ext; /* shared by endpoints without own ext options */
+    bool cross_seen[_EK_MAX];   /* a cross-key error at a default was reported */
     bool def_ext_built;
 };
 
@@ -1737,6 +1738,23 @@ static void build_paginate(struct loader *L, struct src s, const char *path,
     }
 }
 
+/* An error found across options, reported at key k: at the endpoint's
+ * own key, or once at the default it inherits. */
+static void cross_err(struct loader *L, const struct src *own, const char *epname, enum ep_key k,
+                      const char *msg)
+{
+    bool inherited = !own[k].node;
+    if (inherited) {
+        if (L->cross_seen[k]) {
+            return;
+        }
+        L->cross_seen[k] = true;
+    }
+    _cleanup_free_ char *kp = inherited ? mkpath("defaults", ep_keys[k], NULL)
+                                        : mkpath("endpoints", epname, ep_keys[k]);
+    lerr(L, inherited ? L->defaults[k] : own[k], false, kp, "%s", msg);
+}
+
 /* Builds the ext options of one endpoint (own: its keys; unset ones come
  * from "defaults"). epname NULL builds the shared defaults-only instance. */
 static struct endpoint_ext *build_ext(struct loader *L, const struct src *own, const char *epname)
@@ -1962,23 +1980,19 @@ static struct endpoint_ext *build_ext(struct loader *L, const struct src *own, c
         }
         L->mute = was_mute;
     }
-    /* checks across keys */
-    const char *where = epname ? epname : "(defaults)";
+    /* checks across keys, reported at the key to change (once for a key
+     * that comes from "defaults") */
     if (x->unchanged_record && !x->conditional) {
-        struct src us = pick(own, L, EK_UNCHANGED_RECORD);
-        _cleanup_free_ char *kp = mkpath("endpoints", where, "unchanged_record");
-        lerr(L, us, false, kp, "\"unchanged_record\" needs \"conditional\": true");
+        cross_err(L, own, epname, EK_UNCHANGED_RECORD,
+                  "\"unchanged_record\" needs \"conditional\": true");
     }
     if (x->ndjson && (x->page_mode == PAGE_NEXT_URL || x->page_mode == PAGE_CURSOR)) {
-        struct src ps = pick(own, L, EK_PAGINATE);
-        _cleanup_free_ char *kp = mkpath("endpoints", where, "paginate");
-        lerr(L, ps, false, kp, "with \"format\": \"ndjson\" only \"link\" pagination works "
-             "(next_url and cursor read a JSON body)");
+        cross_err(L, own, epname, EK_PAGINATE,
+                  "with \"format\": \"ndjson\" only \"link\" pagination works (next_url and "
+                  "cursor read a JSON body)");
     }
     if (x->unix_socket && x->proxy && *x->proxy) {
-        struct src ps = pick(own, L, EK_PROXY);
-        _cleanup_free_ char *kp = mkpath("endpoints", where, "proxy");
-        lerr(L, ps, false, kp, "\"proxy\" and \"unix_socket\" cannot be combined");
+        cross_err(L, own, epname, EK_PROXY, "\"proxy\" and \"unix_socket\" cannot be combined");
     }
     char *txt = cJSON_PrintUnformatted(canon);
     cJSON_Delete(canon);

@@ -314,6 +314,17 @@ char *url_resolve(const char *base, const char *ref)
     if (!*ref || strlen(ref) > URL_MAX_LEN) {
         return NULL;
     }
+    if (ref[0] == '#') {
+        /* RFC 3986 5.2.2: the base without its fragment, plus ref
+         * (libcurl 7.88 drops the last path segment instead) */
+        size_t bl = strcspn(base, "#");
+        char *out = malloc(bl + strlen(ref) + 1);
+        if (out) {
+            memcpy(out, base, bl);
+            strcpy(out + bl, ref);
+        }
+        return out;
+    }
     CURLU *u = curl_url();
     if (!u) {
         return NULL;

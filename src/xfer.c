@@ -719,40 +719,45 @@ char *http_link_next(const char *v)
             while (*p == ' ' || *p == '\t') {
                 p++;
             }
-            char val[256];
-            size_t vl = 0;
+            const char *vs = p, *ve = p; /* the value, without quotes */
             if (*p == '=') {
                 p++;
                 while (*p == ' ' || *p == '\t') {
                     p++;
                 }
                 if (*p == '"') {
-                    for (p++; *p && *p != '"'; p++) {
+                    vs = ++p;
+                    for (; *p && *p != '"'; p++) {
                         if (*p == '\\' && p[1]) {
                             p++;
                         }
-                        if (vl < sizeof(val) - 1) {
-                            val[vl++] = *p;
-                        }
                     }
+                    ve = p;
                     if (*p == '"') {
                         p++;
                     }
                 } else {
+                    vs = p;
                     while (*p && *p != ';' && *p != ',' && *p != ' ' && *p != '\t') {
-                        if (vl < sizeof(val) - 1) {
-                            val[vl++] = *p;
-                        }
                         p++;
                     }
+                    ve = p;
                 }
             }
-            val[vl] = '\0';
             if (nlen == 3 && strncasecmp(ns, "rel", 3) == 0) {
-                for (char *t = strtok(val, " \t"); t; t = strtok(NULL, " \t")) {
-                    if (strcasecmp(t, "next") == 0) {
+                /* space-separated relation types, any length */
+                for (const char *t = vs; t < ve;) {
+                    while (t < ve && (*t == ' ' || *t == '\t')) {
+                        t++;
+                    }
+                    const char *te = t;
+                    while (te < ve && *te != ' ' && *te != '\t') {
+                        te++;
+                    }
+                    if (te - t == 4 && strncasecmp(t, "next", 4) == 0) {
                         next = true;
                     }
+                    t = te;
                 }
             }
             while (*p && *p != ';' && *p != ',') {

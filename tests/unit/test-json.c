@@ -1,5 +1,6 @@
 /* test-json.c - unit tests for src/json.h: the strict RFC 8259
- * validator/minifier, the string escaper, json_line_col and json_utf8_len. */
+ * validator/minifier, the string escaper, json_line_col, json_utf8_len,
+ * json_array_next and json_unescape. */
 #include <check.h>
 #include <errno.h>
 #include <stdint.h>
@@ -717,6 +718,198 @@ START_TEST(utf8_len_zero)
 }
 END_TEST
 
+/* ---- json_array_next ----------------------------------------------------- */
+
+#define MAX_ELEMS 8
+
+static const struct {
+    const char *array;            /* minified */
+    const char *elems[MAX_ELEMS]; /* expected elements, NULL-terminated */
+} array_cases[] = {
+    {"[]", {NULL}},
+    {"[1]", {"1", NULL}},
+    {"[\"x\"]", {"\"x\"", NULL}},
+    {"[[]]", {"[]", NULL}},
+    {"[{}]", {"{}", NULL}},
+    {"[1,2,3]", {"1", "2", "3", NULL}},
+    {"[-1.5e3,true,false,null]", {"-1.5e3", "true", "false", "null", NULL}},
+    /* nested arrays and objects hold commas and brackets */
+    {"[[1,2],{\"a\":1,\"b\":[3,4]},5]", {"[1,2]", "{\"a\":1,\"b\":[3,4]}", "5", NULL}},
+    {"[[[[]]],[[],[]]]", {"[[[]]]", "[[],[]]", NULL}},
+    {"[{\"a\":{\"b\":{\"c\":[1,{\"d\":2}]}}},{}]",
+     {"{\"a\":{\"b\":{\"c\":[1,{\"d\":2}]}}}", "{}", NULL}},
+    /* strings with commas, brackets, braces and escaped quotes */
+    {"[\",\",\"]\",\"[\",\"}\",\"{\"]", {"\",\"", "\"]\"", "\"[\"", "\"}\"", "\"{\"", NULL}},
+    {"[\"a\\\",b\",2]", {"\"a\\\",b\"", "2", NULL}},
+    {"[\"x\\\"]\",3]", {"\"x\\\"]\"", "3", NULL}},
+    {"[\"\\\\\",\"\\\\\\\"\"]", {"\"\\\\\"", "\"\\\\\\\"\"", NULL}}, /* "\\" and "\\\"" */
+    {"[{\"a\":\",]\"},\"x\\\"]\",3]", {"{\"a\":\",]\"}", "\"x\\\"]\"", "3", NULL}},
+    {"[{\"k]\":\"v}\"}]", {"{\"k]\":\"v}\"}", NULL}},
+    /* UTF-8 passes through */
+    {"[\"\xc3\xa9\",\"\xf0\x9f\x98\x80\"]", {"\"\xc3\xa9\"", "\"\xf0\x9f\x98\x80\"", NULL}},
+};
+
+START_TEST(array_next)
+{
+    const char *t = array_cases[_i].array;
+    size_t len = strlen(t);
+    size_t pos = 0, off = 99, elen = 99;
+    size_t k = 0;
+    while (json_array_next(t, len, &pos, &off, &elen)) {
+        ck_assert_msg(k < MAX_ELEMS && array_cases[_i].elems[k],
+                      "%s: more elements than expected: \"%.*s\"", t, (int)elen, t + off);
+        const char *want = array_cases[_i].elems[k];
+        ck_assert_msg(elen == strlen(want) && memcmp(t + off, want, elen) == 0,
+                      "%s: element %zu: expected %s, got \"%.*s\"", t, k, want, (int)elen, t + off);
+        ck_assert_uint_le(off + elen, len);
+        k++;
+    }
+    ck_assert_msg(array_cases[_i].elems[k] == NULL, "%s: only %zu elements", t, k);
+    /* it stays at the end */
+    ck_assert(!json_array_next(t, len, &pos, &off, &elen));
+}
+END_TEST
+
+/* The array may be followed by more data (a page document inside a buffer):
+ * only t[0..len) is looked at. */
+START_TEST(array_next_bounded)
+{
+    const char t[] = "[1,22]XXXX";
+    size_t pos = 0, off, len;
+    ck_assert(json_array_next(t, 6, &pos, &off, &len));
+    ck_assert_uint_eq(off, 1);
+    ck_assert_uint_eq(len, 1);
+    ck_assert(json_array_next(t, 6, &pos, &off, &len));
+    ck_assert_uint_eq(off, 3);
+    ck_assert_uint_eq(len, 2);
+    ck_assert(!json_array_next(t, 6, &pos, &off, &len));
+
+    /* an element cut by len (a truncated buffer) never reaches past len */
+    const char cut[] = "[1,2345]";
+    pos = 0;
+    size_t n_cut = 0;
+    while (json_array_next(cut, 5, &pos, &off, &len)) {
+        ck_assert_uint_le(off + len, 5);
+        ck_assert_uint_lt(++n_cut, 3);
+    }
+
+    /* a large array of numbers */
+    struct buf b = {0};
+    ck_assert_int_eq(buf_putc(&b, '['), 0);
+    for (int i = 0; i < 1000; i++) {
+        ck_assert_int_eq(buf_printf(&b, "%s%d", i ? "," : "", i), 0);
+    }
+    ck_assert_int_eq(buf_putc(&b, ']'), 0);
+    pos = 0;
+    int n = 0;
+    while (json_array_next(b.data, b.len, &pos, &off, &len)) {
+        char want[16];
+        snprintf(want, sizeof(want), "%d", n);
+        ck_assert_uint_eq(len, strlen(want));
+        ck_assert(memcmp(b.data + off, want, len) == 0);
+        n++;
+    }
+    ck_assert_int_eq(n, 1000);
+    buf_done(&b);
+}
+END_TEST
+
+/* ---- json_unescape ------------------------------------------------------- */
+
+static const struct {
+    const char *in;
+    size_t in_len;
+    const char *want;
+    size_t want_len;
+} unescape_cases[] = {
+    {S("\"\""), S("")},
+    {S("\"abc\""), S("abc")},
+    {S("\"\\\"\\\\\\/\\b\\f\\n\\r\\t\""), S("\"\\/\b\f\n\r\t")},
+    {S("\"a\\nb\""), S("a\nb")},
+    {S("\"\\u0041\\u0062\""), S("Ab")},
+    {S("\"\\u00e9\""), S("\xc3\xa9")},
+    {S("\"\\u00E9t\\u00e9\""), S("\xc3\xa9t\xc3\xa9")},
+    {S("\"\\u007f\""), S("\x7f")},
+    {S("\"\\u0080\""), S("\xc2\x80")},
+    {S("\"\\u07ff\""), S("\xdf\xbf")},
+    {S("\"\\u0800\""), S("\xe0\xa0\x80")},
+    {S("\"\\u20ac\""), S("\xe2\x82\xac")},
+    {S("\"\\uFFFD\""), S("\xef\xbf\xbd")},
+    {S("\"\\uffff\""), S("\xef\xbf\xbf")},
+    {S("\"\\u0001\""), S("\x01")},
+    /* surrogate pairs */
+    {S("\"\\ud83d\\ude00\""), S("\xf0\x9f\x98\x80")},
+    {S("\"\\uD83D\\uDE00\""), S("\xf0\x9f\x98\x80")},
+    {S("\"\\ud800\\udc00\""), S("\xf0\x90\x80\x80")},
+    {S("\"\\udbff\\udfff\""), S("\xf4\x8f\xbf\xbf")},
+    {S("\"x\\ud83d\\ude00y\""), S("x\xf0\x9f\x98\x80y")},
+    /* raw UTF-8 is copied */
+    {S("\"caf\xc3\xa9 \xf0\x9f\x98\x80\""), S("caf\xc3\xa9 \xf0\x9f\x98\x80")},
+};
+
+START_TEST(unescape)
+{
+    struct buf b = {0};
+    int r = json_unescape(unescape_cases[_i].in, unescape_cases[_i].in_len, &b);
+    ck_assert_msg(r == 0, "case %d: expected 0, got %d", _i, r);
+    ck_assert_ptr_nonnull(b.data);
+    ck_assert_msg(b.len == unescape_cases[_i].want_len &&
+                      memcmp(b.data, unescape_cases[_i].want, b.len) == 0,
+                  "case %d (%.*s): got %zu bytes \"%s\"", _i, (int)unescape_cases[_i].in_len,
+                  unescape_cases[_i].in, b.len, b.data);
+    ck_assert_int_eq(b.data[b.len], '\0');
+    buf_done(&b);
+}
+END_TEST
+
+static const struct {
+    const char *in;
+    size_t in_len;
+} unescape_bad[] = {
+    /* NUL inside */
+    {S("\"\\u0000\"")},
+    {S("\"a\\u0000b\"")},
+    /* not a string */
+    {S("")},
+    {S("\"")},
+    {S("123")},
+    {S("null")},
+    {S("[\"a\"]")},
+    {S("{\"a\":1}")},
+    {S("\"abc")},
+    {S("abc\"")},
+    {S("'abc'")},
+};
+
+START_TEST(unescape_rejects)
+{
+    struct buf b = {0};
+    int r = json_unescape(unescape_bad[_i].in, unescape_bad[_i].in_len, &b);
+    ck_assert_msg(r == -EINVAL, "case %d (%.*s): expected -EINVAL, got %d", _i,
+                  (int)unescape_bad[_i].in_len, unescape_bad[_i].in, r);
+    buf_done(&b);
+}
+END_TEST
+
+START_TEST(unescape_appends)
+{
+    struct buf b = {0};
+    ck_assert_int_eq(buf_puts(&b, "x="), 0);
+    ck_assert_int_eq(json_unescape(S("\"a\\tb\""), &b), 0);
+    ck_assert_uint_eq(b.len, 5);
+    ck_assert_str_eq(b.data, "x=a\tb");
+    /* only t[0..len) is read */
+    buf_reset(&b);
+    ck_assert_int_eq(json_unescape("\"ab\"cd\"", 4, &b), 0);
+    ck_assert_str_eq(b.data, "ab");
+    buf_done(&b);
+    /* a capped buffer */
+    struct buf c = {.max = 3};
+    ck_assert_int_eq(json_unescape(S("\"abcdef\""), &c), -E2BIG);
+    buf_done(&c);
+}
+END_TEST
+
 static Suite *json_suite(void)
 {
     Suite *s = suite_create("json");
@@ -747,6 +940,17 @@ static Suite *json_suite(void)
     tcase_add_loop_test(tc, line_col, 0, N_ELEMS(linecol_cases));
     tcase_add_loop_test(tc, utf8_len, 0, N_ELEMS(utf8_cases));
     tcase_add_test(tc, utf8_len_zero);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("array_next");
+    tcase_add_loop_test(tc, array_next, 0, N_ELEMS(array_cases));
+    tcase_add_test(tc, array_next_bounded);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("unescape");
+    tcase_add_loop_test(tc, unescape, 0, N_ELEMS(unescape_cases));
+    tcase_add_loop_test(tc, unescape_rejects, 0, N_ELEMS(unescape_bad));
+    tcase_add_test(tc, unescape_appends);
     suite_add_tcase(s, tc);
 
     return s;

@@ -1,5 +1,6 @@
 /* test-url.c - unit tests for src/url.h: url_validate, url_redact and
- * url_has_secrets. */
+ * url_has_secrets; url_validate_schemes, url_scheme_bit/of, url_same_origin,
+ * url_resolve and url_add_query. */
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
@@ -300,6 +301,273 @@ START_TEST(redact_keeps_valid)
 }
 END_TEST
 
+/* ---- url_validate_schemes ------------------------------------------------ */
+
+static const struct {
+    const char *url;
+    unsigned schemes;
+    const char *msg; /* NULL: accepted, else a substring of the error */
+} scheme_cases[] = {
+    {"http://example.com/", URL_SCHEMES_DEFAULT, NULL},
+    {"https://example.com/", URL_SCHEMES_DEFAULT, NULL},
+    {"https://example.com/", URL_HTTPS, NULL},
+    {"http://example.com/", URL_HTTPS, "scheme \"http\" is not allowed (allowed: https)"},
+    {"HTTP://example.com/", URL_HTTPS, "scheme \"HTTP\" is not allowed (allowed: https)"},
+    {"https://example.com/", URL_HTTP, "scheme \"https\" is not allowed (allowed: http)"},
+    /* the default set points at the option; other sets do not */
+    {"ftp://example.com/", URL_SCHEMES_DEFAULT,
+     "scheme \"ftp\" is not allowed (allowed: http, https; others need \"schemes\")"},
+    {"ftps://example.com/", URL_HTTP | URL_FTP,
+     "scheme \"ftps\" is not allowed (allowed: http, ftp)"},
+    {"ftp://example.com/pub/x.json", URL_FTP, NULL},
+    {"ftps://example.com/pub/x.json", URL_FTPS, NULL},
+    {"FtP://example.com/x", URL_FTP, NULL},
+    {"gopher://example.com/", URL_HTTP | URL_HTTPS | URL_FILE | URL_FTP | URL_FTPS,
+     "scheme \"gopher\" is not allowed (allowed: http, https, file, ftp, ftps)"},
+    /* file URLs need no host but an absolute path */
+    {"file:///etc/fetchd/data.json", URL_FILE, NULL},
+    {"FILE:///x", URL_FILE, NULL},
+    {"file:///etc/passwd", URL_SCHEMES_DEFAULT, "scheme \"file\" is not allowed"},
+    {"file://etc/passwd", URL_FILE, "a file URL must be file:///ABSOLUTE/PATH"},
+    {"file://localhost/etc/passwd", URL_FILE, "a file URL must be file:///ABSOLUTE/PATH"},
+    {"file:/etc/passwd", URL_FILE, "no scheme"},
+    /* the other checks still apply */
+    {"ftp://", URL_FTP, "no host"},
+    {"ftp://example.com/a b", URL_FTP, "byte 20"},
+    {"file:///a b", URL_FILE, "byte 10"},
+    {"", URL_FILE, "empty"},
+};
+
+START_TEST(validate_schemes)
+{
+    char err[256] = "";
+    int r = url_validate_schemes(scheme_cases[_i].url, scheme_cases[_i].schemes, err, sizeof(err));
+    if (!scheme_cases[_i].msg) {
+        ck_assert_msg(r == 0, "\"%s\" (0x%x): expected 0, got %d (%s)", scheme_cases[_i].url,
+                      scheme_cases[_i].schemes, r, err);
+    } else {
+        ck_assert_msg(r == -EINVAL, "\"%s\" (0x%x): expected -EINVAL, got %d", scheme_cases[_i].url,
+                      scheme_cases[_i].schemes, r);
+        ck_assert_msg(strstr(err, scheme_cases[_i].msg) != NULL,
+                      "\"%s\": error \"%s\" does not contain \"%s\"", scheme_cases[_i].url, err,
+                      scheme_cases[_i].msg);
+    }
+}
+END_TEST
+
+START_TEST(validate_is_default_schemes)
+{
+    char err[256];
+    ck_assert_int_eq(url_validate("ftp://example.com/", err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(url_validate("file:///x", err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(url_validate("https://example.com/", err, sizeof(err)), 0);
+}
+END_TEST
+
+/* ---- url_scheme_bit / url_scheme_of -------------------------------------- */
+
+START_TEST(scheme_bits)
+{
+    ck_assert_uint_eq(url_scheme_bit("http", 4), URL_HTTP);
+    ck_assert_uint_eq(url_scheme_bit("HTTPS", 5), URL_HTTPS);
+    ck_assert_uint_eq(url_scheme_bit("File", 4), URL_FILE);
+    ck_assert_uint_eq(url_scheme_bit("ftp", 3), URL_FTP);
+    ck_assert_uint_eq(url_scheme_bit("ftps", 4), URL_FTPS);
+    /* the length counts, not the NUL */
+    ck_assert_uint_eq(url_scheme_bit("https", 4), URL_HTTP);
+    ck_assert_uint_eq(url_scheme_bit("ftpsx", 4), URL_FTPS);
+    ck_assert_uint_eq(url_scheme_bit("http", 3), 0);
+    ck_assert_uint_eq(url_scheme_bit("gopher", 6), 0);
+    ck_assert_uint_eq(url_scheme_bit("", 0), 0);
+    ck_assert_uint_eq(URL_SCHEMES_DEFAULT, URL_HTTP | URL_HTTPS);
+
+    ck_assert_uint_eq(url_scheme_of("http://a/"), URL_HTTP);
+    ck_assert_uint_eq(url_scheme_of("HTTPS://a/"), URL_HTTPS);
+    ck_assert_uint_eq(url_scheme_of("file:///etc/x"), URL_FILE);
+    ck_assert_uint_eq(url_scheme_of("Ftp://a/"), URL_FTP);
+    ck_assert_uint_eq(url_scheme_of("ftps://a/"), URL_FTPS);
+    ck_assert_uint_eq(url_scheme_of("gopher://a/"), 0);
+    ck_assert_uint_eq(url_scheme_of("xhttp://a/"), 0);
+    ck_assert_uint_eq(url_scheme_of("httpx://a/"), 0);
+    ck_assert_uint_eq(url_scheme_of("http:/a"), 0);
+    ck_assert_uint_eq(url_scheme_of("/relative/path"), 0);
+    ck_assert_uint_eq(url_scheme_of(""), 0);
+}
+END_TEST
+
+/* ---- url_same_origin ----------------------------------------------------- */
+
+static const struct {
+    const char *a, *b;
+    bool same;
+} origin_cases[] = {
+    {"http://a.example/", "http://a.example/", true},
+    {"http://a.example/x?y=1", "http://a.example/other#f", true},
+    /* default ports filled in */
+    {"http://a.example/", "http://a.example:80/", true},
+    {"https://a.example/", "https://a.example:443/z", true},
+    {"http://a.example/", "http://a.example:0080/", true},
+    {"http://[::1]:80/", "http://[::1]/", true},
+    /* the scheme counts, even when the port is the same */
+    {"https://a.example/", "http://a.example/", false},
+    {"http://a.example:443/", "https://a.example/", false},
+    {"https://a.example:8443/", "http://a.example:8443/", false},
+    /* host and scheme are case-insensitive */
+    {"http://API.Example.COM/", "http://api.example.com/", true},
+    {"HTTP://a.example/", "http://a.example/", true},
+    /* other host or port */
+    {"http://a.example/", "http://b.example/", false},
+    {"http://a.example/", "http://a.example.evil/", false},
+    {"http://a.example:8080/", "http://a.example/", false},
+    {"http://a.example:8080/", "http://a.example:8081/", false},
+    {"https://a.example/", "https://a.example:8443/", false},
+    /* userinfo is not part of the origin */
+    {"http://u:p@a.example/", "http://a.example/", true},
+    /* not parsable: never the same */
+    {"nope", "http://a.example/", false},
+    {"http://a.example/", "", false},
+    {"/relative", "/relative", false},
+};
+
+START_TEST(same_origin)
+{
+    bool got = url_same_origin(origin_cases[_i].a, origin_cases[_i].b);
+    ck_assert_msg(got == origin_cases[_i].same, "\"%s\" vs \"%s\": expected %d, got %d",
+                  origin_cases[_i].a, origin_cases[_i].b, origin_cases[_i].same, got);
+    /* symmetric */
+    got = url_same_origin(origin_cases[_i].b, origin_cases[_i].a);
+    ck_assert_msg(got == origin_cases[_i].same, "\"%s\" vs \"%s\" (swapped): expected %d, got %d",
+                  origin_cases[_i].b, origin_cases[_i].a, origin_cases[_i].same, got);
+}
+END_TEST
+
+/* ---- url_resolve --------------------------------------------------------- */
+
+static const struct {
+    const char *base, *ref;
+    const char *want; /* NULL: fails */
+} resolve_cases[] = {
+    /* relative paths */
+    {"http://a.example/b/c?x=1", "d", "http://a.example/b/d"},
+    {"http://a.example/b/c/", "d?y=2", "http://a.example/b/c/d?y=2"},
+    {"http://a.example/b/c", "../d", "http://a.example/d"},
+    {"http://a.example/b/c", "./d/./e/../f", "http://a.example/b/d/f"},
+    {"https://a.example:8443/b/c", "page/2", "https://a.example:8443/b/page/2"},
+    /* absolute path keeps scheme, host and port */
+    {"https://a.example:8443/b/c?x=1", "/abs?p=2", "https://a.example:8443/abs?p=2"},
+    /* absolute URL replaces everything */
+    {"http://a.example/b/c", "https://z.example/y?q=1", "https://z.example/y?q=1"},
+    {"http://a.example/b/c", "ftp://f.example/x", "ftp://f.example/x"},
+    /* protocol-relative: the base's scheme, another host */
+    {"http://a.example/b/c?x=1", "//other.example/x", "http://other.example/x"},
+    {"https://a.example:8443/b/c", "//o.example:9/x?y", "https://o.example:9/x?y"},
+    /* query only: same path, new query */
+    {"http://a.example/b/c?x=1", "?q=2", "http://a.example/b/c?q=2"},
+    {"http://a.example/b/c", "?cursor=abc&n=5", "http://a.example/b/c?cursor=abc&n=5"},
+    /* percent-encoding in the base survives */
+    {"http://a.example/%7Euser/x", "y", "http://a.example/%7Euser/y"},
+    /* RFC 3986 5.4.1 examples */
+    {"http://a/b/c/d;p?q", "g", "http://a/b/c/g"},
+    {"http://a/b/c/d;p?q", "g/", "http://a/b/c/g/"},
+    {"http://a/b/c/d;p?q", "?y", "http://a/b/c/d;p?y"},
+    {"http://a/b/c/d;p?q", "g?y#s", "http://a/b/c/g?y#s"},
+    {"http://a/b/c/d;p?q", ";x", "http://a/b/c/;x"},
+    {"http://a/b/c/d;p?q", "..", "http://a/b/"},
+    {"http://a/b/c/d;p?q", "../../../g", "http://a/g"},
+    {"http://a/b/c/d;p?q", "g;x=1/../y", "http://a/b/c/y"},
+    /* failures */
+    {"http://a.example/b", "", NULL},
+    {"", "x", NULL},
+    {"not a url", "x", NULL},
+    {"http://a.example/b", "http://", NULL},
+};
+
+START_TEST(resolve)
+{
+    char *got = url_resolve(resolve_cases[_i].base, resolve_cases[_i].ref);
+    const char *want = resolve_cases[_i].want;
+    if (!want) {
+        ck_assert_msg(got == NULL, "\"%s\" + \"%s\": expected NULL, got \"%s\"",
+                      resolve_cases[_i].base, resolve_cases[_i].ref, got);
+    } else {
+        ck_assert_msg(got && strcmp(got, want) == 0, "\"%s\" + \"%s\": expected \"%s\", got \"%s\"",
+                      resolve_cases[_i].base, resolve_cases[_i].ref, want, got ? got : "(null)");
+    }
+    free(got);
+}
+END_TEST
+
+START_TEST(resolve_too_long)
+{
+    char *ref = malloc(URL_MAX_LEN + 2);
+    ck_assert_ptr_nonnull(ref);
+    memset(ref, 'a', URL_MAX_LEN + 1);
+    ref[URL_MAX_LEN + 1] = '\0';
+    ck_assert_ptr_null(url_resolve("http://a.example/", ref));
+    ref[100] = '\0';
+    char *got = url_resolve("http://a.example/", ref);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_uint_eq(strlen(got), strlen("http://a.example/") + 100);
+    free(got);
+    free(ref);
+}
+END_TEST
+
+/* Regression test (was a bug): a fragment-only reference drops the last path segment and the query
+ * of the base (libcurl 7.88's relative-URL handling); RFC 3986 5.4.1:
+ *   input:    url_resolve("http://a/b/c/d;p?q", "#s")
+ *   expected: "http://a/b/c/d;p?q#s"
+ *   actual:   "http://a/b/c/#s"
+ * so a Link/next_url of "#..." would fetch another resource. */
+START_TEST(resolve_fragment_only)
+{
+    char *got = url_resolve("http://a/b/c/d;p?q", "#s");
+    ck_assert_ptr_nonnull(got);
+    ck_assert_str_eq(got, "http://a/b/c/d;p?q#s");
+    free(got);
+}
+END_TEST
+
+/* ---- url_add_query ------------------------------------------------------- */
+
+static const struct {
+    const char *url, *name, *value;
+    const char *want; /* NULL: fails */
+} addq_cases[] = {
+    {"http://a.example/b", "cursor", "abc", "http://a.example/b?cursor=abc"},
+    /* appended to an existing query */
+    {"http://a.example/b?x=1", "cursor", "v", "http://a.example/b?x=1&cursor=v"},
+    {"http://a.example/b?x=1&y=2", "page", "3", "http://a.example/b?x=1&y=2&page=3"},
+    /* space, '&', '=', '#', '?', '+', '/', '%' and UTF-8 in the value are encoded */
+    {"http://a.example/b", "cursor", "a b&c", "http://a.example/b?cursor=a+b%26c"},
+    {"http://a.example/b", "c", "ab==", "http://a.example/b?c=ab%3d%3d"},
+    {"http://a.example/b", "c", "x#y?z", "http://a.example/b?c=x%23y%3fz"},
+    {"http://a.example/b", "c", "a+b/\xc3\xa9", "http://a.example/b?c=a%2bb%2f%c3%a9"},
+    {"http://a.example/b", "c", "%41", "http://a.example/b?c=%2541"},
+    {"http://a.example/b", "c", "", "http://a.example/b?c="},
+    {"http://a.example/b", "c", "12345", "http://a.example/b?c=12345"},
+    /* the fragment stays at the end */
+    {"http://a.example/b?x=1#f", "p", "1", "http://a.example/b?x=1&p=1#f"},
+    {"http://a.example/b#frag", "p", "1", "http://a.example/b?p=1#frag"},
+    /* failures */
+    {"not a url", "p", "1", NULL},
+};
+
+START_TEST(add_query)
+{
+    char *got = url_add_query(addq_cases[_i].url, addq_cases[_i].name, addq_cases[_i].value);
+    const char *want = addq_cases[_i].want;
+    if (!want) {
+        ck_assert_msg(got == NULL, "\"%s\": expected NULL, got \"%s\"", addq_cases[_i].url, got);
+    } else {
+        ck_assert_msg(got && strcmp(got, want) == 0, "\"%s\" + %s=%s: expected \"%s\", got \"%s\"",
+                      addq_cases[_i].url, addq_cases[_i].name, addq_cases[_i].value, want,
+                      got ? got : "(null)");
+    }
+    free(got);
+}
+END_TEST
+
 static Suite *url_suite(void)
 {
     Suite *s = suite_create("url");
@@ -317,6 +585,20 @@ static Suite *url_suite(void)
     tc = tcase_create("redact");
     tcase_add_loop_test(tc, redact, 0, N_ELEMS(redact_cases));
     tcase_add_test(tc, redact_keeps_valid);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("schemes");
+    tcase_add_loop_test(tc, validate_schemes, 0, N_ELEMS(scheme_cases));
+    tcase_add_test(tc, validate_is_default_schemes);
+    tcase_add_test(tc, scheme_bits);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("resolve");
+    tcase_add_loop_test(tc, same_origin, 0, N_ELEMS(origin_cases));
+    tcase_add_loop_test(tc, resolve, 0, N_ELEMS(resolve_cases));
+    tcase_add_test(tc, resolve_too_long);
+    tcase_add_test(tc, resolve_fragment_only);
+    tcase_add_loop_test(tc, add_query, 0, N_ELEMS(addq_cases));
     suite_add_tcase(s, tc);
 
     return s;
