@@ -788,7 +788,8 @@ static void cond_restore(struct engine *e, struct ep_state *s)
     if (!e->saved_cond || !s->cfg->x->conditional || s->cond) {
         return;
     }
-    const cJSON *o = cJSON_GetObjectItemCaseSensitive(e->saved_cond, s->cfg->name);
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(e->saved_cond, "endpoints"), s->cfg->name);
     const cJSON *fp = cJSON_GetObjectItemCaseSensitive(o, "fp");
     const cJSON *et = cJSON_GetObjectItemCaseSensitive(o, "etag");
     const cJSON *lm = cJSON_GetObjectItemCaseSensitive(o, "last_modified");
