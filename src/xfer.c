@@ -479,6 +479,18 @@ enum xfer_outcome xfer_result(struct xfer *x, CURLcode res, struct record *rec, 
         }
         return XFER_RECORD;
     }
+    if (!(url_scheme_of(x->url) & (URL_HTTP | URL_HTTPS))) {
+        /* file, ftp, ftps (opted in by "schemes"): no HTTP status, no
+         * Content-Type; the transfer's success is the success */
+        rec->http_status = 0;
+        if (x->body.len == 0) {
+            rec->error = REC_ERR_EMPTY_BODY;
+            snprintf(msgbuf, msglen, "the resource is empty (expected JSON)");
+            return XFER_RECORD;
+        }
+        rec->data = x->body.data;
+        return XFER_RECORD;
+    }
     if (ep->follow_redirects && (status == 301 || status == 302 || status == 303 ||
                                  status == 307 || status == 308)) {
         char *loc = NULL;
