@@ -2679,6 +2679,16 @@ void config_print_summary(const struct config *cfg, FILE *f)
         }
         fprintf(f, "%s\n", e->enabled ? "" : "  (disabled)");
         print_ext(e->x, f);
+        for (size_t h = 0; h < e->n_headers; h++) {
+            const char *hd = e->headers[h];
+            size_t nl = strcspn(hd, ":;");
+            bool secret = config_header_is_secret(e->x, hd, nl);
+            fprintf(f, "%s%.*s: %s", h ? ", " : "                   headers: ", (int)nl, hd,
+                    secret ? "(secret)" : hd[nl] == ':' ? hd + nl + 2 : "");
+        }
+        if (e->n_headers) {
+            fputc('\n', f);
+        }
     }
     if (shown < cfg->n_endpoints) {
         fprintf(f, "  ... and %zu more\n", cfg->n_endpoints - shown);
