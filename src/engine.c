@@ -803,8 +803,11 @@ static void cond_restore(struct engine *e, struct ep_state *s)
         return;
     }
     c->fp = cond_fingerprint(s->cfg);
-    c->etag = cJSON_IsString(et) ? strdup(et->valuestring) : NULL;
-    c->last_modified = cJSON_IsString(lm) ? strdup(lm->valuestring) : NULL;
+    /* a header value: never with control characters, whatever the file says */
+    bool et_ok = cJSON_IsString(et) && !strpbrk(et->valuestring, "\r\n");
+    bool lm_ok = cJSON_IsString(lm) && !strpbrk(lm->valuestring, "\r\n");
+    c->etag = et_ok ? strdup(et->valuestring) : NULL;
+    c->last_modified = lm_ok ? strdup(lm->valuestring) : NULL;
     s->cond = c;
 }
 
@@ -1219,7 +1222,9 @@ static bool engine_maybe_retry(struct engine *e, struct xfer *x, struct ep_state
         }
     }
     unsigned attempt = s->cyc ? s->cyc->attempt : 1;
-    if (e->stopping || attempt >= ext->retry.attempts || !retryable(ext, rec, x->is_get)) {
+    if (e->stopping || s->gen != e->cur || attempt >= ext->retry.attempts ||
+        !retryable(ext, rec, x->is_get)) {
+        /* (an endpoint removed by a reload finishes its transfer, no more) */
         return false;
     }
     usec_t delay;
@@ -1375,8 +1380,9 @@ static bool engine_next_or_end(struct engine *e, struct xfer *x, struct ep_state
 {
     const struct endpoint_ext *ext = s->cfg->x;
     unsigned page = s->cyc ? s->cyc->page : 1;
-    char *next = ext->page_mode != PAGE_NONE && !ec->has_err ? engine_next_page(e, x, s, doc_len)
-                                                             : NULL;
+    char *next = ext->page_mode != PAGE_NONE && !ec->has_err && s->gen == e->cur
+                     ? engine_next_page(e, x, s, doc_len)
+                     : NULL;
     if (next && page >= ext->max_pages) {
         log_endpoint(LOG_WARNING, s->cfg->name,
                      "stopped after %u pages (paginate.max_pages); the rest waits for the next "
@@ -1870,6 +1876,7 @@ static void engine_reload(struct engine *e)
     }
     /* the queue: keep the order, move waiting runs to the new states */
     struct ep_state *q = e->qhead;
+    struct ep_state *orphans = NULL; /* queued cycles not carried over */
     e->qhead = e->qtail = NULL;
     e->queued = 0;
     while (q) {
@@ -1880,6 +1887,12 @@ static void engine_reload(struct engine *e)
         struct ep_state *ns = nep ? &ng->eps[nep - ng->cfg->endpoints] : NULL;
         if (ns && ns->selected && !ns->xfer && !ns->queued) {
             engine_enqueue(e, ns, q->queued_due, false);
+        }
+        if (q->cyc && q->gen != old) {
+            /* a cycle of an older, retired generation (the old
+             * generation's own are handled below) */
+            q->qnext = orphans;
+            orphans = q;
         }
         q = next;
     }
@@ -1900,6 +1913,12 @@ static void engine_reload(struct engine *e)
         }
     }
     engine_gen_unref(e, old);
+    while (orphans) {
+        struct ep_state *o = orphans;
+        orphans = o->qnext;
+        o->qnext = NULL;
+        engine_cycle_abandon(e, o, "the endpoint was removed by a reload");
+    }
     engine_warn_insecure(e);
     e->reload_error[0] = '\0';
     e->st.selected = 0;
@@ -1936,8 +1955,8 @@ static void engine_abandon_waiting(struct engine *e)
     size_t kept = 0;
     struct ep_state *q;
     while ((q = engine_dequeue(e))) {
-        if (q->cyc && q->cyc->pending) {
-            engine_cycle_abandon(e, q, "stopped");
+        if (q->cyc) {
+            engine_cycle_abandon(e, q, "fetchd was stopped before the next request of this run");
         } else {
             *tail = q;
             tail = &q->qnext;
@@ -1950,12 +1969,23 @@ static void engine_abandon_waiting(struct engine *e)
     e->qhead = keep;
     e->qtail = kept ? (struct ep_state *)((char *)tail - offsetof(struct ep_state, qnext)) : NULL;
     e->queued = kept;
-    for (size_t i = 0; i < e->cur->n_eps; i++) {
-        struct ep_state *s = &e->cur->eps[i];
-        if (s->cyc && s->cyc->waiter.tok) {
-            engine_cycle_abandon(e, s,
-                                 "fetchd was stopped while the endpoint waited for a token");
+    /* token waiters, in every generation (a cycle keeps a retired one
+     * alive, so take the next one before abandoning) */
+    struct gen *g = e->cur;
+    struct gen *next_retired = e->retired;
+    while (g) {
+        struct gen *after = next_retired;
+        next_retired = after ? after->next : NULL;
+        g->refs++;
+        for (size_t i = 0; i < g->n_eps; i++) {
+            struct ep_state *s = &g->eps[i];
+            if (s->cyc && s->cyc->waiter.tok) {
+                engine_cycle_abandon(e, s,
+                                     "fetchd was stopped while the endpoint waited for a token");
+            }
         }
+        engine_gen_unref(e, g);
+        g = after;
     }
 }
 
