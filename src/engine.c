@@ -205,6 +205,7 @@ static struct engine *progress_engine; /* for the log hook */
 
 static void engine_start_some(struct engine *e);
 static void cond_free(struct cond *c);
+static void cycle_destroy(struct cycle *c);
 static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void ep_arm(struct engine *e, struct ep_state *s, usec_t base, usec_t now);
 
@@ -532,13 +533,7 @@ static void gen_free(struct gen *g)
         return;
     }
     for (size_t i = 0; i < g->n_eps; i++) {
-        struct cycle *c = g->eps[i].cyc;
-        if (c) { /* only at exit: a live cycle holds a reference */
-            free(c->url);
-            free(c->page_url);
-            free(c->pending);
-            free(c);
-        }
+        cycle_destroy(g->eps[i].cyc); /* only at exit: a live cycle holds a reference */
         cond_free(g->eps[i].cond);
     }
     free(g->eps);
@@ -582,6 +577,16 @@ static void engine_release_xfer(struct engine *e, struct xfer *x)
 
 /* ---- cycles: retries, redirects, pages ---------------------------------- */
 
+static void cycle_destroy(struct cycle *c)
+{
+    if (c) {
+        free(c->url);
+        free(c->page_url);
+        free(c->pending);
+        free(c);
+    }
+}
+
 static struct cycle *cycle_get(struct engine *e, struct ep_state *s)
 {
     (void)e;
@@ -609,10 +614,7 @@ static void cycle_free(struct engine *e, struct ep_state *s)
     }
     oauth_cancel(&e->oauth, &c->waiter);
     s->cyc = NULL;
-    free(c->url);
-    free(c->page_url);
-    free(c->pending);
-    free(c);
+    cycle_destroy(c);
     engine_gen_unref(e, s->gen);
 }
 
@@ -913,15 +915,16 @@ static void cond_update(struct engine *e, struct ep_state *s, struct xfer *x)
         }
     }
     struct cond *c = s->cond;
+    uint64_t fp = cond_fingerprint(s->cfg);
     bool same = ((!etag && !c->etag) || (etag && c->etag && strcmp(etag, c->etag) == 0)) &&
                 ((!lm && !c->last_modified) ||
                  (lm && c->last_modified && strcmp(lm, c->last_modified) == 0)) &&
-                c->fp == cond_fingerprint(s->cfg);
+                c->fp == fp;
     free(c->etag);
     free(c->last_modified);
     c->etag = etag;
     c->last_modified = lm;
-    c->fp = cond_fingerprint(s->cfg);
+    c->fp = fp;
     if (!same && e->state_file) {
         e->cond_dirty = true;
         if (!ev_is_active(&e->cond_timer)) {
@@ -1081,8 +1084,9 @@ static int engine_prepare(struct engine *e, struct ep_state *s, struct xfer_req 
         rq->as_get = c->as_get;
         rq->cross_origin = c->cross_origin;
     }
-    if (x->conditional && s->cond && s->cond->fp == cond_fingerprint(s->cfg) &&
-        (!c || (c->page == 1 && !c->url))) {
+    /* s->cond always belongs to this definition: a reload keeps it only
+     * for the same request (fingerprint), cond_restore() checks it too */
+    if (x->conditional && s->cond && (!c || (c->page == 1 && !c->url))) {
         rq->etag = s->cond->etag;
         rq->last_modified = s->cond->last_modified;
     }
