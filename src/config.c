@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "jptr.h"
+#include "plugin.h"
 #include "json.h"
 #include "secret.h"
 #include "units.h"
@@ -130,6 +131,7 @@ enum limit_key {
     LK_MAX_ENDPOINTS,
     LK_SHUTDOWN_GRACE,
     LK_RETRY_BUDGET,
+    LK_STATS_INTERVAL,
     _LK_MAX,
 };
 
@@ -140,6 +142,7 @@ static const char *const limit_keys[_LK_MAX] = {
     [LK_MAX_ENDPOINTS] = "max_endpoints",
     [LK_SHUTDOWN_GRACE] = "shutdown_grace",
     [LK_RETRY_BUDGET] = "retry_budget",
+    [LK_STATS_INTERVAL] = "stats_interval",
 };
 
 static const char *const top_keys[] = {"defaults", "limits", "sinks", "endpoints"};
@@ -936,6 +939,7 @@ static void build_limits(struct loader *L)
     lim->max_endpoints = DEF_MAX_ENDPOINTS;
     lim->shutdown_grace = DEF_SHUTDOWN_GRACE;
     lim->retry_budget = DEF_RETRY_BUDGET;
+    lim->stats_interval = 5 * 60 * USEC_PER_SEC;
     uint64_t u;
     for (int i = 0; i < _LK_MAX; i++) {
         struct src s = L->limits[i];
@@ -967,6 +971,9 @@ static void build_limits(struct loader *L)
         case LK_SHUTDOWN_GRACE:
             get_duration(L, s, path, 0, 3600 * USEC_PER_SEC, &lim->shutdown_grace);
             break;
+        case LK_STATS_INTERVAL:
+            get_duration(L, s, path, 0, 86400 * USEC_PER_SEC, &lim->stats_interval);
+            break;
         case LK_RETRY_BUDGET:
             if (!cJSON_IsNumber(s.node) || !isfinite(s.node->valuedouble) ||
                 s.node->valuedouble < 0 || s.node->valuedouble > 1) {
@@ -980,6 +987,222 @@ static void build_limits(struct loader *L)
             break;
         }
     }
+}
+
+/* One sink option (a type's own or a common one) into v. */
+static int parse_opt(struct loader *L, struct src ks, const char *kp, const struct opt_def *od,
+                     struct opt_value *v)
+{
+    struct config *cfg = L->cfg;
+    int r = 0;
+    const char *str;
+    switch (od->type) {
+    case OPT_STRING:
+    case OPT_PATH:
+        r = get_string(L, ks, kp, &str);
+        if (r == 0 && od->type == OPT_PATH && !*str) {
+            lerr(L, ks, false, kp, "the path is empty");
+            r = -EINVAL;
+        }
+        if (r == 0 && od->one_of) {
+            bool found = false;
+            struct buf list = {0};
+            for (size_t i = 0; od->one_of[i]; i++) {
+                found |= strcmp(str, od->one_of[i]) == 0;
+                buf_printf(&list, "%s%s", i ? ", " : "", od->one_of[i]);
+            }
+            if (!found) {
+                char g[64];
+                lerr(L, ks, false, kp, "must be one of: %s (got %s)", list.data ? list.data : "",
+                     got(ks.node, g));
+                r = -EINVAL;
+            }
+            buf_done(&list);
+        }
+        if (r == 0 && !(v->s = arena_strdup(&cfg->arena, str))) {
+            L->oom = true;
+            r = -ENOMEM;
+        }
+        break;
+    case OPT_BOOL:
+        r = get_bool(L, ks, kp, &v->b);
+        break;
+    case OPT_SIZE:
+        r = get_size(L, ks, kp, 0, UINT64_MAX / 2, &v->u);
+        break;
+    case OPT_DURATION:
+        r = get_duration(L, ks, kp, 0, 86400 * USEC_PER_SEC, &v->u);
+        break;
+    case OPT_UINT:
+        r = get_uint(L, ks, kp, 0, UINT32_MAX, &v->u);
+        break;
+    case OPT_STRINGS: {
+        const cJSON *a = ks.node;
+        size_t n = cJSON_IsArray(a) ? (size_t)cJSON_GetArraySize(a) : 0;
+        if (!n) {
+            char g[64];
+            lerr(L, ks, false, kp, "expected a non-empty array of strings, got %s", got(a, g));
+            return -EINVAL;
+        }
+        const char **list = arena_alloc(&cfg->arena, (n + 1) * sizeof(char *));
+        if (!list) {
+            L->oom = true;
+            return -ENOMEM;
+        }
+        size_t i = 0;
+        for (const cJSON *c = a->child; c; c = c->next, i++) {
+            if (!cJSON_IsString(c)) {
+                char g[64];
+                lerr(L, (struct src){c, ks.file}, false, kp,
+                     "element %zu: expected a string, got %s", i, got(c, g));
+                return -EINVAL;
+            }
+            if (!(list[i] = arena_strdup(&cfg->arena, c->valuestring))) {
+                L->oom = true;
+                return -ENOMEM;
+            }
+        }
+        list[n] = NULL;
+        v->list = list;
+        v->u = n;
+        break;
+    }
+    }
+    if (r == 0) {
+        v->set = true;
+    }
+    return r;
+}
+
+/* The common sink options into sc (with their defaults). */
+static void sink_common(struct loader *L, struct sink_cfg *sc, const struct opt_value *c,
+                        struct src at, const char *path)
+{
+    sc->take = SINK_TAKE_ALL;
+    if (c[SINK_OPT_RECORDS].set) {
+        const char *v = c[SINK_OPT_RECORDS].s;
+        sc->take = strcmp(v, "ok") == 0 ? SINK_TAKE_OK
+                   : strcmp(v, "errors") == 0 ? SINK_TAKE_ERRORS : SINK_TAKE_ALL;
+    }
+    sc->overflow = SINK_DROP_OLDEST;
+    if (c[SINK_OPT_OVERFLOW].set) {
+        const char *v = c[SINK_OPT_OVERFLOW].s;
+        sc->overflow = strcmp(v, "drop_newest") == 0 ? SINK_DROP_NEWEST
+                       : strcmp(v, "pause") == 0     ? SINK_PAUSE : SINK_DROP_OLDEST;
+    }
+    sc->max_records = c[SINK_OPT_QUEUE_RECORDS].set ? c[SINK_OPT_QUEUE_RECORDS].u
+                                                    : SINK_DEFAULT_QUEUE_RECORDS;
+    sc->max_bytes = c[SINK_OPT_QUEUE_BYTES].set ? c[SINK_OPT_QUEUE_BYTES].u
+                                                : SINK_DEFAULT_QUEUE_BYTES;
+    sc->backoff = c[SINK_OPT_BACKOFF].set ? c[SINK_OPT_BACKOFF].u : SINK_DEFAULT_BACKOFF;
+    sc->max_backoff = c[SINK_OPT_MAX_BACKOFF].set ? c[SINK_OPT_MAX_BACKOFF].u
+                                                  : SINK_DEFAULT_MAX_BACKOFF;
+    if (sc->max_records < 1) {
+        lerr(L, at, false, path, "\"queue_max_records\" must be at least 1");
+    }
+    if (sc->max_bytes < 4096) {
+        lerr(L, at, false, path, "\"queue_max_bytes\" must be at least 4KiB");
+    }
+    if (sc->backoff < USEC_PER_MSEC) {
+        sc->backoff = USEC_PER_MSEC;
+    }
+    if (sc->max_backoff < sc->backoff) {
+        lerr(L, at, false, path, "\"retry_max_backoff\" must not be below \"retry_backoff\"");
+    }
+}
+
+/* A "plugin" sink: load the shared object (now, so that a missing file, a
+ * missing symbol or a wrong ABI is a configuration error) and check
+ * "options" against the plugin's option table. */
+static int sink_plugin(struct loader *L, struct sink_cfg *sc, const cJSON *obj,
+                       const cJSON *popts, unsigned fi, const char *name)
+{
+    struct config *cfg = L->cfg;
+    _cleanup_free_ char *pp = mkpath("sinks", name, "path");
+    const char *spec = sc->values[0].s;
+    char err[600];
+    const struct plugin *pl = plugin_load(spec, err, sizeof(err));
+    struct src at = {cJSON_GetObjectItemCaseSensitive(obj, "path"), fi};
+    if (!pl) {
+        lerr(L, at, false, pp, "%s", err);
+        return -EINVAL;
+    }
+    sc->plugin = pl;
+    const struct fetchd_sink_option *opts = pl->def->options;
+    _cleanup_free_ char *op = mkpath("sinks", name, "options");
+    size_t n = 0;
+    if (popts && !cJSON_IsObject(popts)) {
+        char g[64];
+        lerr(L, (struct src){popts, fi}, false, op, "expected an object, got %s", got(popts, g));
+        return -EINVAL;
+    }
+    if (popts) {
+        check_dups(L, popts, fi, op);
+        n = (size_t)cJSON_GetArraySize(popts);
+    }
+    sc->plugin_opts = arena_alloc(&cfg->arena, (2 * n + 1) * sizeof(char *));
+    if (!sc->plugin_opts) {
+        L->oom = true;
+        return -ENOMEM;
+    }
+    int r = 0;
+    size_t i = 0;
+    for (const cJSON *k = popts ? popts->child : NULL; k; k = k->next) {
+        struct src ks = {k, fi};
+        _cleanup_free_ char *kp = mkpath("sinks", name, "options");
+        bool known = false;
+        for (size_t j = 0; opts && opts[j].key; j++) {
+            known |= strcmp(opts[j].key, k->string) == 0;
+        }
+        if (!known) {
+            const char *names[32];
+            size_t nk = 0;
+            for (size_t j = 0; opts && opts[j].key && nk < 32; j++) {
+                names[nk++] = opts[j].key;
+            }
+            if (nk) {
+                unknown_key(L, ks, kp, k->string, names, nk);
+            } else {
+                lerr(L, ks, true, kp, "unknown key \"%s\": plugin \"%s\" takes no options",
+                     k->string, pl->path);
+            }
+            r = -EINVAL;
+            continue;
+        }
+        char *text = NULL;
+        if (cJSON_IsString(k)) {
+            text = strdup(k->valuestring);
+        } else if (cJSON_IsNumber(k) || cJSON_IsBool(k)) {
+            text = cJSON_PrintUnformatted(k);
+        } else {
+            char g[64];
+            lerr(L, ks, false, kp, "\"%s\": expected a string, number or boolean, got %s",
+                 k->string, got(k, g));
+            r = -EINVAL;
+            continue;
+        }
+        sc->plugin_opts[2 * i] = arena_strdup(&cfg->arena, k->string);
+        sc->plugin_opts[2 * i + 1] = text ? arena_strdup(&cfg->arena, text) : NULL;
+        free(text);
+        if (!sc->plugin_opts[2 * i] || !sc->plugin_opts[2 * i + 1]) {
+            L->oom = true;
+            return -ENOMEM;
+        }
+        i++;
+    }
+    sc->n_plugin_opts = i;
+    for (size_t j = 0; opts && opts[j].key; j++) {
+        bool have = false;
+        for (size_t m = 0; m < i; m++) {
+            have |= strcmp(sc->plugin_opts[2 * m], opts[j].key) == 0;
+        }
+        if (opts[j].required && !have) {
+            lerr(L, popts ? (struct src){popts, fi} : (struct src){obj, fi}, false, op, "missing \"%s\" (%s)",
+                 opts[j].key, opts[j].help ? opts[j].help : "required by the plugin");
+            r = -EINVAL;
+        }
+    }
+    return r;
 }
 
 static void build_sinks(struct loader *L)
@@ -1028,62 +1251,59 @@ static void build_sinks(struct loader *L)
             nopts++;
         }
         sc->values = arena_alloc(&cfg->arena, (nopts + 1) * sizeof(struct opt_value));
-        if (!sc->name || !sc->values) {
+        struct opt_value common[_SINK_OPT_MAX + 1];
+        memset(common, 0, sizeof(common));
+        char *canon = cJSON_PrintUnformatted(obj);
+        sc->canon = canon ? arena_strdup(&cfg->arena, canon) : NULL;
+        free(canon);
+        if (!sc->name || !sc->values || !sc->canon) {
             L->oom = true;
             return;
         }
         bool ok = true;
+        bool is_plugin = sc->type == &sink_type_plugin;
+        const cJSON *popts = NULL;
         for (const cJSON *k = obj->child; k; k = k->next) {
             if (k == type) {
                 continue;
             }
-            size_t oi;
-            for (oi = 0; oi < nopts && strcmp(k->string, sc->type->options[oi].key) != 0; oi++) {
+            if (is_plugin && strcmp(k->string, "options") == 0) {
+                popts = k;
+                continue;
+            }
+            const struct opt_def *od = NULL;
+            struct opt_value *v = NULL;
+            for (size_t oi = 0; oi < nopts; oi++) {
+                if (strcmp(k->string, sc->type->options[oi].key) == 0) {
+                    od = &sc->type->options[oi];
+                    v = &sc->values[oi];
+                }
+            }
+            for (size_t oi = 0; !od && oi < _SINK_OPT_MAX; oi++) {
+                if (strcmp(k->string, sink_common_options[oi].key) == 0) {
+                    od = &sink_common_options[oi];
+                    v = &common[oi];
+                }
             }
             struct src ks = {k, fi};
             _cleanup_free_ char *kp = mkpath("sinks", nm->name, k->string);
-            if (oi == nopts) {
-                const char *known[16] = {"type"};
+            if (!od) {
+                const char *known[32] = {"type"};
                 size_t nk = 1;
-                for (size_t j = 0; j < nopts && nk < 16; j++) {
+                for (size_t j = 0; j < nopts && nk < 31; j++) {
                     known[nk++] = sc->type->options[j].key;
+                }
+                for (size_t j = 0; j < _SINK_OPT_MAX && nk < 31; j++) {
+                    known[nk++] = sink_common_options[j].key;
+                }
+                if (is_plugin) {
+                    known[nk++] = "options";
                 }
                 unknown_key(L, ks, path, k->string, known, nk);
                 ok = false;
                 continue;
             }
-            struct opt_value *v = &sc->values[oi];
-            const struct opt_def *od = &sc->type->options[oi];
-            int r = 0;
-            const char *str;
-            switch (od->type) {
-            case OPT_STRING:
-            case OPT_PATH:
-                r = get_string(L, ks, kp, &str);
-                if (r == 0 && od->type == OPT_PATH && !*str) {
-                    lerr(L, ks, false, kp, "the path is empty");
-                    r = -EINVAL;
-                }
-                if (r == 0) {
-                    v->s = arena_strdup(&cfg->arena, str);
-                }
-                break;
-            case OPT_BOOL:
-                r = get_bool(L, ks, kp, &v->b);
-                break;
-            case OPT_SIZE:
-                r = get_size(L, ks, kp, 0, UINT64_MAX / 2, &v->u);
-                break;
-            case OPT_DURATION:
-                r = get_duration(L, ks, kp, 0, 86400 * USEC_PER_SEC, &v->u);
-                break;
-            case OPT_UINT:
-                r = get_uint(L, ks, kp, 0, UINT32_MAX, &v->u);
-                break;
-            }
-            if (r == 0) {
-                v->set = true;
-            } else {
+            if (parse_opt(L, ks, kp, od, v) < 0) {
                 ok = false;
             }
         }
@@ -1093,6 +1313,12 @@ static void build_sinks(struct loader *L)
                      sc->type->options[oi].help);
                 ok = false;
             }
+        }
+        sink_common(L, sc, common, nm->src, path);
+        if (ok && is_plugin) {
+            ok = sink_plugin(L, sc, obj, popts, fi, nm->name) == 0;
+        } else if (popts) {
+            ok = false;
         }
         if (ok && sc->type->check) {
             char err[512];
@@ -1110,6 +1336,11 @@ static void build_sinks(struct loader *L)
         sc->type = &sink_type_stdout;
         sc->values = arena_alloc(&cfg->arena, sizeof(struct opt_value) * 4);
         sc->implicit = true;
+        sc->canon = "{\"type\":\"stdout\"}";
+        sc->max_records = SINK_DEFAULT_QUEUE_RECORDS;
+        sc->max_bytes = SINK_DEFAULT_QUEUE_BYTES;
+        sc->backoff = SINK_DEFAULT_BACKOFF;
+        sc->max_backoff = SINK_DEFAULT_MAX_BACKOFF;
         if (!sc->values) {
             L->oom = true;
         }
@@ -2560,16 +2791,8 @@ bool config_endpoint_equal(const struct config *ca, const struct endpoint_cfg *a
 
 bool config_sink_equal(const struct sink_cfg *a, const struct sink_cfg *b)
 {
-    if (a->type != b->type || !str_eq(a->name, b->name)) {
-        return false;
-    }
-    for (size_t k = 0; a->type->options[k].key; k++) {
-        const struct opt_value *x = &a->values[k], *y = &b->values[k];
-        if (x->set != y->set || x->u != y->u || x->b != y->b || !str_eq(x->s, y->s)) {
-            return false;
-        }
-    }
-    return true;
+    return a->type == b->type && a->plugin == b->plugin && str_eq(a->name, b->name) &&
+           str_eq(a->canon, b->canon);
 }
 
 /* One indented line with the endpoint's less common options, if any
@@ -2658,8 +2881,23 @@ void config_print_summary(const struct config *cfg, FILE *f)
         for (size_t k = 0; s->type->options[k].key; k++) {
             if (s->values[k].set && s->values[k].s) {
                 fprintf(f, " %s=%s", s->type->options[k].key, s->values[k].s);
+            } else if (s->values[k].set && s->values[k].list) {
+                fprintf(f, " %s=[", s->type->options[k].key);
+                for (size_t j = 0; s->values[k].list[j]; j++) {
+                    fprintf(f, "%s%s", j ? " " : "", s->values[k].list[j]);
+                }
+                fputc(']', f);
             }
         }
+        if (s->plugin) {
+            fprintf(f, " (%s)", s->plugin->def->name ? s->plugin->def->name : "plugin");
+        }
+        static const char *const take[] = {"all", "ok", "errors"};
+        static const char *const ovf[] = {"drop_oldest", "drop_newest", "pause"};
+        char qb[32];
+        fprintf(f, " records=%s queue=%llu/%s overflow=%s", take[s->take],
+                (unsigned long long)s->max_records,
+                units_format_size(s->max_bytes, qb, sizeof(qb)), ovf[s->overflow]);
         fprintf(f, "%s\n", s->used ? "" : "  (unused)");
     }
     size_t enabled = 0;

@@ -127,6 +127,7 @@ struct limits {
     uint64_t max_body_size;  /* ceiling for every endpoint's max_body_size */
     usec_t shutdown_grace;   /* how long a stop waits for in-flight transfers */
     double retry_budget;     /* retries per first attempt over 10 s (plus 10) */
+    usec_t stats_interval;   /* periodic sink counter summary, 0 = off */
 };
 
 struct config {

@@ -103,6 +103,7 @@ struct ep_state {
     struct xfer *xfer;              /* the transfer in flight, or NULL */
     bool queued;
     bool selected;
+    bool owed;                      /* a run waits for a paused sink */
     enum record_error last_error;
     usec_t base;                    /* CLOCK_MONOTONIC schedule point, before jitter */
     usec_t due;                     /* the next run: base + jitter */
@@ -148,6 +149,8 @@ struct engine {
     struct sinkset sinks;       /* parallel to cur->cfg->sinks */
     struct ep_state *qhead, *qtail;
     size_t queued;
+    size_t owed;                    /* endpoints with a run owed (paused sinks) */
+    bool sinks_waited;              /* the "waiting for sinks" message went out */
     struct xfer *pool;          /* owned, limits.max_concurrent entries of the first config */
     size_t pool_n;
     uint32_t max_per_host;      /* in effect (set at start) */
@@ -262,15 +265,41 @@ static struct ep_state *engine_dequeue(struct engine *e)
     return s;
 }
 
+/* No fetch is running or will start (with --once or when stopping). */
 static bool engine_finished(const struct engine *e)
 {
-    return e->in_flight == 0 && e->waiting == 0 && (e->queued == 0 || e->stopping);
+    return e->in_flight == 0 && e->waiting == 0 &&
+           ((e->queued == 0 && e->owed == 0) || e->stopping);
 }
 
+static uint64_t engine_sink_queued(const struct engine *e)
+{
+    struct sink_counters c;
+    uint64_t q;
+    sinkset_totals(&e->sinks, &c, &q);
+    return q;
+}
+
+/* With --once or when stopping: ends the loop once every fetch finished and
+ * every sink delivered its queue; sinks that still hold records get up to
+ * shutdown_grace (the grace timer), then what is left is counted lost. */
 static void engine_check_done(struct engine *e)
 {
-    if ((e->opt.once || e->stopping) && engine_finished(e)) {
+    if (!(e->opt.once || e->stopping) || !engine_finished(e)) {
+        return;
+    }
+    uint64_t q = engine_sink_queued(e);
+    if (q == 0) {
         ev_break(e->loop, EVBREAK_ALL);
+        return;
+    }
+    if (!ev_is_active(&e->grace)) {
+        char g[32];
+        log_notice("waiting up to %s for sinks to deliver %llu queued record%s",
+                   units_format_duration(e->cur->cfg->limits.shutdown_grace, g, sizeof(g)),
+                   (unsigned long long)q, q == 1 ? "" : "s");
+        ev_timer_set(&e->grace, usec_to_ev(e->cur->cfg->limits.shutdown_grace), 0.);
+        ev_timer_start(e->loop, &e->grace);
     }
 }
 
@@ -318,13 +347,19 @@ static void engine_status_line(struct engine *e, char *buf, size_t len)
             off = 0;
         }
     }
-    snprintf(buf + off, len - (size_t)off,
-             "%zu endpoint%s: %zu ok, %zu failing%s; last 60s: %llu fetch%s, %llu error%s; in "
-             "flight %u; sink drops %llu",
-             n, n == 1 ? "" : "s", n - failing, failing, bo, (unsigned long long)f,
-             f == 1 ? "" : "es",
-             (unsigned long long)err, err == 1 ? "" : "s", e->in_flight,
-             (unsigned long long)sinkset_dropped(&e->sinks));
+    struct sink_counters sc;
+    uint64_t sq;
+    sinkset_totals(&e->sinks, &sc, &sq);
+    const struct sink *ps = sinkset_problem(&e->sinks);
+    int k = snprintf(buf + off, len - (size_t)off,
+                     "%zu endpoint%s: %zu ok, %zu failing%s; last 60s: %llu fetch%s, %llu error%s; "
+                     "in flight %u; sinks: %llu queued, %llu dropped",
+                     n, n == 1 ? "" : "s", n - failing, failing, bo, (unsigned long long)f,
+                     f == 1 ? "" : "es", (unsigned long long)err, err == 1 ? "" : "s",
+                     e->in_flight, (unsigned long long)sq, (unsigned long long)sc.dropped);
+    if (ps && k > 0 && (size_t)(off + k) < len) {
+        snprintf(buf + off + k, len - (size_t)(off + k), "; sink '%s': %s", ps->name, ps->problem);
+    }
 }
 
 /* CLOCK_MONOTONIC (and so libev's timers) stands still while the machine is
@@ -378,6 +413,8 @@ static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     engine_check_resume(e);
+    sinkset_summary(&e->sinks, now_usec(CLOCK_MONOTONIC), e->cur->cfg->limits.stats_interval,
+                    false);
     engine_status_line(e, line, sizeof(line));
     if (strcmp(line, e->status) != 0) {
         memcpy(e->status, line, sizeof(line));
@@ -433,16 +470,16 @@ static void progress_cb(struct ev_loop *loop, ev_timer *w, int revents)
  * endpoint from a retired generation goes to the current sinks of the same
  * names; a sink that no longer exists counts it as lost. */
 static void engine_dispatch(struct engine *e, struct gen *g, const struct endpoint_cfg *ep,
-                            const char *line, size_t len)
+                            const struct sink_item *it)
 {
     if (g == e->cur) {
-        sinkset_dispatch(&e->sinks, ep, line, len);
+        sinkset_dispatch(&e->sinks, ep, it);
         return;
     }
     for (uint32_t j = 0; j < ep->n_sinks; j++) {
         const char *name = g->cfg->sinks[ep->sinks[j]].name;
         int i = config_sink_index(e->cur->cfg, name);
-        if (i < 0 || sinkset_write(&e->sinks, (size_t)i, line, len) == -ENOENT) {
+        if (i < 0 || sinkset_write(&e->sinks, (size_t)i, it) == -ENOENT) {
             e->st.records_lost++;
             log_sink(LOG_WARNING, name,
                      "removed by a reload while endpoint '%s' was fetching: its record is lost",
@@ -461,7 +498,20 @@ static void engine_emit(struct engine *e, struct ep_state *s, const struct recor
         e->st.records_lost++;
         return;
     }
-    engine_dispatch(e, s->gen, s->cfg, e->line.data, e->line.len);
+    struct sink_item it = {
+        .line = e->line.data,
+        .len = e->line.len,
+        .endpoint = s->cfg->name,
+        .error = rec->error,
+        .http_status = rec->http_status,
+        .fetched_at = rec->fetched_at,
+    };
+    if (rec->error == REC_OK && rec->data && rec->data_len && e->line.len >= rec->data_len + 2) {
+        /* "data" is the last member: ...,"data":<data>}\n */
+        it.data_off = e->line.len - 2 - rec->data_len;
+        it.data_len = rec->data_len;
+    }
+    engine_dispatch(e, s->gen, s->cfg, &it);
     buf_shrink(&e->line, 1024 * 1024);
 }
 
@@ -1043,7 +1093,15 @@ static void engine_cycle_abandon(struct engine *e, struct ep_state *s, const cha
         .attempts = c->attempt,
     };
     if (c->pending) {
-        engine_dispatch(e, s->gen, s->cfg, c->pending, c->pending_len);
+        struct sink_item it = {
+            .line = c->pending,
+            .len = c->pending_len,
+            .endpoint = s->cfg->name,
+            .error = c->pend_kind,
+            .http_status = c->pend_status,
+            .fetched_at = rec.fetched_at,
+        };
+        engine_dispatch(e, s->gen, s->cfg, &it);
     } else {
         engine_emit(e, s, &rec);
     }
@@ -1431,6 +1489,10 @@ static bool engine_next_or_end(struct engine *e, struct xfer *x, struct ep_state
 static void engine_xfer_done(void *userdata, CURL *easy, CURLcode res)
 {
     struct engine *e = userdata;
+    if (sinkset_xfer_done(&e->sinks, easy, (int)res)) {
+        engine_check_done(e);
+        return;
+    }
     if (oauth_xfer_done(&e->oauth, easy, res)) {
         engine_check_done(e);
         return;
@@ -1508,6 +1570,14 @@ static void engine_start_some(struct engine *e)
            e->started_this_iter < ENGINE_STARTS_PER_TICK) {
         struct ep_state *s = engine_dequeue(e);
         struct xfer_req rq;
+        if (s->gen == e->cur && sinkset_paused(&e->sinks, s->cfg)) {
+            /* a sink of the endpoint is full with overflow "pause" */
+            if (!s->owed) {
+                s->owed = true;
+                e->owed++;
+            }
+            continue;
+        }
         if (!s->cyc) {
             budget_count_first(e); /* a new cycle */
         }
@@ -1555,13 +1625,37 @@ static void kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     engine_start_some(w->data);
 }
 
-/* ev_prepare: runs before the loop blocks; pushes out this iteration's records. */
+/* A paused sink drains: the runs it held back start now. */
+static void engine_resume_owed(struct engine *e)
+{
+    e->sinks.unpaused = false;
+    usec_t now = now_usec(CLOCK_MONOTONIC);
+    for (size_t i = 0; i < e->cur->n_eps && e->owed; i++) {
+        struct ep_state *s = &e->cur->eps[i];
+        if (s->owed && !sinkset_paused(&e->sinks, s->cfg)) {
+            s->owed = false;
+            e->owed--;
+            if (!s->queued && !s->xfer && !e->stopping) {
+                engine_enqueue(e, s, now, true);
+            }
+        }
+    }
+}
+
+/* ev_prepare: runs before the loop blocks; hands this iteration's records
+ * to the sinks. */
 static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     struct engine *e = w->data;
     (void)loop;
     (void)revents;
-    sinkset_flush(&e->sinks, false);
+    sinkset_deliver(&e->sinks);
+    if (e->sinks.unpaused) {
+        engine_resume_owed(e);
+    }
+    if (e->opt.once || e->stopping) {
+        engine_check_done(e);
+    }
     if (e->iter_started) {
         /* how long this iteration kept the loop from polling */
         hist_add(&e->busy, now_usec(CLOCK_MONOTONIC) - e->iter_started);
@@ -1736,6 +1830,8 @@ static void engine_reload_failed(struct engine *e, const char *why)
     struct log_fields lf = LOG_FIELDS_INIT;
     lf.event = LOG_EV_RELOAD_FAILED;
     log_full(LOG_ERR, &lf, "reload failed, keeping the running configuration: %s", why);
+    /* SIGHUP still means "reopen your files" to logrotate */
+    sinkset_rotate(&e->sinks);
 }
 
 /* SIGHUP: read and validate the whole new config; on any error keep the
@@ -1791,7 +1887,7 @@ static void engine_reload(struct engine *e)
         }
     }
     struct sinkset nsinks = {0};
-    r = sinkset_reopen(&nsinks, ncfg, &e->sinks, e->cur->cfg, e->loop);
+    r = sinkset_reopen(&nsinks, ncfg, &e->sinks, e->cur->cfg);
     if (r < 0) {
         engine_reload_failed(e, "a sink could not be opened (see the previous message)");
         gen_free(ng);
@@ -1899,6 +1995,13 @@ static void engine_reload(struct engine *e)
             orphans = q;
         }
         q = next;
+    }
+    for (size_t i = 0; i < old->n_eps; i++) {
+        if (old->eps[i].owed) {
+            /* the new generation schedules it afresh */
+            old->eps[i].owed = false;
+            e->owed--;
+        }
     }
     old->refs++; /* kept for the loop below */
     e->cur = ng;
@@ -2059,15 +2162,18 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         engine_abandon_waiting(e);
         struct log_fields lf = LOG_FIELDS_INIT;
         lf.event = LOG_EV_STOPPING;
-        if (e->in_flight == 0) {
+        uint64_t q = engine_sink_queued(e);
+        if (e->in_flight == 0 && q == 0) {
             log_full(LOG_NOTICE, &lf, "received %s, stopping", strsignal(w->signum));
             ev_break(loop, EVBREAK_ALL);
             return;
         }
         char g[32];
         log_full(LOG_NOTICE, &lf,
-                 "received %s, finishing %u transfer%s in flight (up to %s; again to stop now)",
+                 "received %s, finishing %u transfer%s in flight and delivering %llu queued "
+                 "record%s (up to %s; again to stop now)",
                  strsignal(w->signum), e->in_flight, e->in_flight == 1 ? "" : "s",
+                 (unsigned long long)q, q == 1 ? "" : "s",
                  units_format_duration(e->cur->cfg->limits.shutdown_grace, g, sizeof(g)));
         /* keep systemd's stop timeout from cutting the drain short */
         notify_extend_timeout(e->cur->cfg->limits.shutdown_grace + 5 * USEC_PER_SEC);
@@ -2208,7 +2314,8 @@ int engine_new(struct engine **ret, struct config *cfg, const struct engine_opti
     }
     e->http_ready = true;
 
-    r = sinkset_open(&e->sinks, cfg, e->loop);
+    sinkset_init(&e->sinks, e->loop, &e->http, e->opt.state_dir);
+    r = sinkset_open(&e->sinks, cfg);
     if (r < 0) {
         goto fail;
     }
@@ -2345,9 +2452,18 @@ int engine_run(struct engine *e)
     if (e->in_flight) {
         engine_abort_in_flight(e);
     }
-    e->st.not_run = e->queued;
-    sinkset_flush(&e->sinks, true);
-    e->st.records_lost += sinkset_dropped(&e->sinks);
+    e->st.not_run = e->queued + e->owed;
+    /* the records of the aborted transfers, and whatever the sinks still
+     * hold: one last delivery without the loop, then counted */
+    sinkset_deliver(&e->sinks);
+    sinkset_finish(&e->sinks, now_usec(CLOCK_MONOTONIC) + 2 * USEC_PER_SEC);
+    struct sink_counters sc;
+    sinkset_totals(&e->sinks, &sc, NULL);
+    e->st.records_lost += sc.dropped;
+    e->st.sinks = sc;
+    if (!e->opt.once || sc.dropped) {
+        sinkset_summary(&e->sinks, now_usec(CLOCK_MONOTONIC), 0, true);
+    }
     return 0;
 }
 
@@ -2428,6 +2544,7 @@ struct engine *engine_free(struct engine *e)
         }
         xfer_done(&e->pool[i]);
     }
+    sinkset_close(&e->sinks); /* the http sink's transfers leave the multi handle */
     if (e->http_ready) {
         oauth_done(&e->oauth);
         http_done(&e->http);
@@ -2436,7 +2553,6 @@ struct engine *engine_free(struct engine *e)
     free(e->heap);
     free(e->state_file);
     cJSON_Delete(e->saved_cond);
-    sinkset_close(&e->sinks);
     free(e->pool);
     while (e->retired) {
         struct gen *g = e->retired;

@@ -3,6 +3,8 @@
  */
 #pragma once
 
+#include "sink.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +29,7 @@ struct engine_stats {
     uint64_t skipped;    /* due while the previous fetch still ran */
     uint64_t not_run;    /* --once: never started (interrupted) */
     uint64_t records_lost; /* records sinks could not deliver */
+    struct sink_counters sinks; /* all sinks, at exit */
     bool interrupted;    /* stopped by a signal */
     /* loop health, in microseconds */
     uint64_t iterations;   /* loop iterations */

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "plugin.h"
 
 static int run(const struct cli_args *args)
 {
@@ -148,6 +149,7 @@ int main(int argc, char **argv)
         return FETCHD_EXIT_SOFTWARE;
     }
     int status = run(&args);
+    plugin_unload_all(); /* after every sink closed */
     curl_global_cleanup();
     cli_args_done(&args);
     return status;

@@ -1,8 +1,8 @@
 /* stdout.c - JSON Lines to standard output.
  *
- * Delivery: at-most-once. A reader that stops reading fills a bounded buffer
- * (16 MiB), then records are dropped and counted; the loop never blocks on a
- * pipe.
+ * Delivery: at-most-once. A reader that stops reading fills the sink's
+ * queue (bounded: queue_max_records / queue_max_bytes), then the overflow
+ * policy drops records, counted; the loop never blocks on a pipe.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -17,27 +17,25 @@ static const struct opt_def stdout_options[] = {
 
 static int stdout_open(struct sink *s, char *err, size_t errlen)
 {
+    (void)err;
+    (void)errlen;
     struct writer *w = calloc(1, sizeof(*w));
     if (!w) {
         return -ENOMEM;
     }
-    writer_init(w, s->loop, STDOUT_FILENO, &s->name, &s->dropped);
+    writer_init(w, s, STDOUT_FILENO);
     s->priv = w;
     return 0;
 }
 
-static int stdout_write(struct sink *s, const char *line, size_t len)
+static void stdout_deliver(struct sink *s)
 {
-    return writer_append(s->priv, line, len);
+    (void)writer_deliver(s->priv, true, NULL);
 }
 
-static int stdout_flush(struct sink *s, bool block)
+static void stdout_finish(struct sink *s, usec_t deadline)
 {
-    struct writer *w = s->priv;
-    if (!block && ev_is_active(&w->io)) {
-        return 0; /* waiting for the reader */
-    }
-    return writer_flush(w, block);
+    writer_finish(s->priv, deadline);
 }
 
 static void stdout_close(struct sink *s)
@@ -54,9 +52,11 @@ static void stdout_close(struct sink *s)
 const struct sink_type sink_type_stdout = {
     .name = "stdout",
     .description = "JSON Lines on standard output",
+    .guarantee = "at most once; a reader that does not keep up loses records to the overflow "
+                 "policy, counted",
     .options = stdout_options,
     .open = stdout_open,
-    .write = stdout_write,
-    .flush = stdout_flush,
+    .deliver = stdout_deliver,
+    .finish = stdout_finish,
     .close = stdout_close,
 };

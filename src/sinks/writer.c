@@ -1,4 +1,4 @@
-/* writer.c - buffered whole-line output (see writer.h). */
+/* writer.c - whole-line output of a sink's queue (see writer.h). */
 #include "sinks/writer.h"
 
 #include <errno.h>
@@ -6,9 +6,11 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "sink.h"
 
 /* ev_io callback: the pipe/socket is writable again. */
 static void writer_io_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -16,7 +18,7 @@ static void writer_io_cb(struct ev_loop *loop, ev_io *io, int revents)
     struct writer *w = io->data;
     (void)revents;
     ev_io_stop(loop, io);
-    (void)writer_flush(w, false);
+    sink_ready(w->s);
 }
 
 /* fds shared by several writers (stdout, when a reload replaces a stdout
@@ -26,15 +28,11 @@ static void writer_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 static unsigned shared_users[WRITER_SHARED_FDS];
 static bool shared_we_set[WRITER_SHARED_FDS];
 
-void writer_init(struct writer *w, struct ev_loop *loop, int fd, const char *const *name,
-                 uint64_t *dropped)
+void writer_init(struct writer *w, struct sink *s, int fd)
 {
     memset(w, 0, sizeof(*w));
-    w->dropped = dropped;
+    w->s = s;
     w->fd = fd;
-    w->loop = loop;
-    w->name = name;
-    w->pending.max = WRITER_MAX_PENDING;
     struct stat st;
     if (fstat(fd, &st) == 0) {
         w->regular = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode);
@@ -60,127 +58,133 @@ void writer_init(struct writer *w, struct ev_loop *loop, int fd, const char *con
     w->io.data = w;
 }
 
-static uint64_t count_lines(const char *p, size_t n)
+/* After a short write to a regular file: cut the partial record that
+ * reached the file, so the file ends with a whole record. */
+static void writer_repair(struct writer *w, size_t partial)
 {
-    uint64_t c = 0;
-    const char *end = p + n;
-    while (p < end && (p = memchr(p, '\n', (size_t)(end - p)))) {
-        c++;
-        p++;
+    struct stat st;
+    if (partial && fstat(w->fd, &st) == 0 && (size_t)st.st_size >= partial) {
+        if (ftruncate(w->fd, st.st_size - (off_t)partial) < 0) {
+            log_sink(LOG_ERR, w->s->name,
+                     "cannot remove a partial record after a short write: %s", strerror(errno));
+        }
     }
-    return c;
 }
 
-int writer_append(struct writer *w, const char *line, size_t len)
+/* One writev() of the queue's head. Returns bytes written or -errno. */
+static ssize_t writer_writev(struct writer *w, size_t *nrec)
 {
-    int r = buf_append(&w->pending, line, len);
-    if (r < 0) {
-        (*w->dropped)++;
-        if (!w->error_logged) {
-            log_sink(LOG_WARNING, *w->name,
-                     "output is not keeping up (%zu bytes pending), dropping records",
-                     w->pending.len);
-            w->error_logged = true;
-        }
-        return -ENOBUFS;
+    struct iovec iov[WRITER_IOV];
+    int n = 0;
+    size_t off = w->off;
+    for (struct sink_rec *r = sink_head(w->s); r && n < WRITER_IOV; r = r->next) {
+        iov[n].iov_base = r->line + off;
+        iov[n].iov_len = r->len - off;
+        off = 0;
+        n++;
     }
-    if (w->pending.len >= WRITER_FLUSH_AT && !ev_is_active(&w->io)) {
-        (void)writer_flush(w, false);
+    *nrec = (size_t)n;
+    if (!n) {
+        return 0;
+    }
+    for (;;) {
+        ssize_t k = writev(w->fd, iov, n);
+        if (k < 0 && errno == EINTR) {
+            continue;
+        }
+        return k < 0 ? -errno : k;
+    }
+}
+
+int writer_deliver(struct writer *w, bool ack, size_t *unacked)
+{
+    struct sink *s = w->s;
+    size_t nrec;
+    if (unacked) {
+        *unacked = 0;
+    }
+    ssize_t k = writer_writev(w, &nrec);
+    if (k == -EAGAIN || k == -EWOULDBLOCK) {
+        sink_wait(s, w->off ? 1 : 0);
+        ev_io_start(s->loop, &w->io);
+        return 0;
+    }
+    if (k < 0) {
+        if (w->off) {
+            /* a record already partly in the pipe cannot be recalled */
+            w->off = 0;
+            sink_fail(s, 1, (int)k, "a record was cut off by a write error");
+        }
+        sink_retry(s, 0, (int)k, "write failed");
+        return (int)k;
+    }
+    /* count the records written completely */
+    size_t done = 0, bytes = (size_t)k;
+    struct sink_rec *r = sink_head(s);
+    size_t off = w->off;
+    while (r && bytes >= r->len - off) {
+        bytes -= r->len - off;
+        off = 0;
+        done++;
+        r = r->next;
+    }
+    if (bytes && w->regular) {
+        /* short write: the disk filled up in the middle of a record */
+        writer_repair(w, bytes);
+        w->off = 0;
+    } else {
+        w->off = done ? bytes : w->off + bytes;
+    }
+    w->written += done;
+    if (ack || !w->regular) {
+        sink_ack(s, done);
+    } else if (unacked) {
+        *unacked = done;
+    }
+    if (done < nrec && bytes && !w->regular) {
+        /* the pipe took part of a record: wait until it takes more */
+        sink_wait(s, 1);
+        ev_io_start(s->loop, &w->io);
     }
     return 0;
 }
 
-/* After a failed write on a regular file: remove a partial last line that
- * reached the file, so the file ends with a whole record. */
-static void writer_repair(struct writer *w, size_t written)
+void writer_finish(struct writer *w, usec_t deadline)
 {
-    const char *p = w->pending.data;
-    size_t whole = written;
-    while (whole > 0 && p[whole - 1] != '\n') {
-        whole--;
-    }
-    if (whole == written) {
-        return;
-    }
-    struct stat st;
-    if (fstat(w->fd, &st) == 0 && (size_t)st.st_size >= written - whole) {
-        if (ftruncate(w->fd, st.st_size - (off_t)(written - whole)) < 0) {
-            log_sink(LOG_ERR, *w->name, "cannot remove a partial record after a write error: %s",
-                     strerror(errno));
-        }
-    }
-}
-
-int writer_flush(struct writer *w, bool block)
-{
-    size_t off = 0;
-    int r = 0;
-    while (off < w->pending.len) {
-        ssize_t n = write(w->fd, w->pending.data + off, w->pending.len - off);
-        if (n > 0) {
-            off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (block) {
-                struct pollfd pfd = {.fd = w->fd, .events = POLLOUT};
-                if (poll(&pfd, 1, 5000) > 0) {
-                    continue;
-                }
-                r = -ETIMEDOUT;
+    struct sink *s = w->s;
+    ev_io_stop(s->loop, &w->io);
+    while (sink_head(s)) {
+        uint64_t before = s->queued;
+        s->state = SINK_READY;
+        (void)writer_deliver(w, true, NULL);
+        ev_io_stop(s->loop, &w->io);
+        ev_timer_stop(s->loop, &s->retry_timer);
+        if (s->queued == before) {
+            usec_t now = now_usec(CLOCK_MONOTONIC);
+            if (now >= deadline || w->regular) {
+                break; /* a regular file that fails now fails again */
+            }
+            struct pollfd pfd = {.fd = w->fd, .events = POLLOUT};
+            int ms = (int)((deadline - now) / 1000) + 1;
+            if (poll(&pfd, 1, ms) <= 0 || (pfd.revents & (POLLERR | POLLHUP))) {
                 break;
             }
-            /* keep the rest (starts at a line boundary only if off is
-             * one: a partial line stays pending and is completed later) */
-            buf_consume(&w->pending, off);
-            if (w->loop) {
-                ev_io_start(w->loop, &w->io);
-            }
-            return 0;
         }
-        r = n < 0 ? -errno : -EIO;
-        break;
     }
-    if (r < 0) {
-        /* records not fully written are lost: count and report them */
-        if (w->regular) {
-            writer_repair(w, off);
-        }
-        /* on a pipe a partial line that already went out cannot be
-         * recalled; it is counted as lost like the rest */
-        size_t from = off;
-        while (from > 0 && w->pending.data[from - 1] != '\n') {
-            from--;
-        }
-        uint64_t lost = count_lines(w->pending.data + from, w->pending.len - from);
-        *w->dropped += lost;
-        if (w->last_error != r) {
-            /* once per kind of failure; the count keeps going in STATUS */
-            log_sink(LOG_ERR, *w->name, "write failed: %s; %llu record%s lost (further losses "
-                     "are counted, not logged, until a write succeeds)",
-                     strerror(-r), (unsigned long long)lost, lost == 1 ? "" : "s");
-        }
-        w->last_error = r;
-        buf_reset(&w->pending);
-        return r;
+    if (w->off) {
+        /* the reader got half a record; it is counted lost, and a newline
+         * ends the torn line so the next reader sees whole lines */
+        w->off = 0;
+        sink_fail(s, 1, 0, "a record was cut off at exit");
+        ssize_t k = write(w->fd, "\n", 1);
+        (void)k;
     }
-    buf_reset(&w->pending);
-    buf_shrink(&w->pending, 1024 * 1024);
-    if (w->last_error && off > 0) {
-        log_sink(LOG_NOTICE, *w->name, "writing again");
-        w->last_error = 0;
-    }
-    w->error_logged = false;
-    return 0;
 }
 
 void writer_done(struct writer *w)
 {
-    if (w->loop) {
-        ev_io_stop(w->loop, &w->io);
+    if (w->s && w->s->loop) {
+        ev_io_stop(w->s->loop, &w->io);
     }
     bool last = true;
     if (w->counted) {
@@ -192,5 +196,4 @@ void writer_done(struct writer *w)
             (void)fcntl(w->fd, F_SETFL, fl & ~O_NONBLOCK);
         }
     }
-    buf_done(&w->pending);
 }

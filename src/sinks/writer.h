@@ -1,12 +1,16 @@
-/* writer.h - buffered, whole-line output to a file descriptor.
+/* writer.h - whole-line output of a sink's queue to a file descriptor.
  *
- * Shared by the stdout and file sinks. Records are appended to a bounded
- * buffer and written out once per loop iteration (one write() carries every
- * whole line that completed in that iteration). A write never leaves a torn
- * line behind: on a regular file a failed partial write is truncated back to
- * the last complete line; on a pipe or socket (non-blocking) the unwritten
- * rest stays buffered and is sent when the fd is writable again. When the
- * buffer is full, new records are dropped and counted, never half-written.
+ * Shared by the stdout, file and exec sinks. Each deliver writes as many
+ * queued records as one writev() takes (up to WRITER_IOV records) and
+ * acknowledges the ones that were written completely:
+ *
+ * - a regular file is written with blocking writes (O_APPEND); a short
+ *   write (the disk filled up in the middle of a record) is truncated back
+ *   to the last whole record, and errors (ENOSPC, EROFS, EIO...) keep the
+ *   records queued and retry with backoff;
+ * - a pipe or socket is non-blocking; when it is full the sink waits for
+ *   EV_WRITE, and a record written in part is completed first (the reader
+ *   never sees two records interleaved).
  */
 #pragma once
 
@@ -15,32 +19,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "util/buf.h"
+#include "util/time.h"
 
-#define WRITER_FLUSH_AT (64 * 1024)          /* write early when this much is pending */
-#define WRITER_MAX_PENDING (16 * 1024 * 1024) /* then drop new records */
+struct sink;
+
+#define WRITER_IOV 512
 
 struct writer {
-    int fd;
+    struct sink *s;      /* borrowed: the sink whose queue is written */
+    int fd;              /* not owned */
     bool regular;        /* regular file (blocking writes, truncate on error) */
     bool nonblock;       /* we set O_NONBLOCK and must restore it */
     bool counted;        /* counted as a user of a shared fd (stdout) */
-    struct buf pending;  /* whole lines not yet written */
+    size_t off;          /* bytes of the head record already written (pipes) */
     ev_io io;            /* EV_WRITE watcher while a pipe/socket is full */
-    struct ev_loop *loop;
-    const char *const *name; /* the sink's name (a reload may repoint it) */
-    uint64_t *dropped;   /* records lost: the owning sink's counter */
-    int last_error;      /* -errno */
-    bool error_logged;
+    uint64_t written;    /* records written since the last writer_take_written() */
 };
 
-/* Takes fd (not owned: the caller closes it). Lost records are added to
- * *dropped. */
-void writer_init(struct writer *w, struct ev_loop *loop, int fd, const char *const *name,
-                 uint64_t *dropped);
-/* Appends one whole line. Returns 0 or -ENOBUFS (dropped, counted). */
-int writer_append(struct writer *w, const char *line, size_t len);
-/* Writes what is pending. block: wait for pipes to drain (exit path only).
- * Returns 0 or -errno (the failed records are dropped and counted). */
-int writer_flush(struct writer *w, bool block);
+/* Takes fd (not owned: the caller closes it). */
+void writer_init(struct writer *w, struct sink *s, int fd);
+/* Writes queued records and reports them to the sink (sink_ack, sink_wait,
+ * sink_retry). With ack=false, records written to a regular file are not
+ * acknowledged (the caller syncs first) and their count is returned in
+ * *unacked. Returns 0 or the -errno of a write error. */
+int writer_deliver(struct writer *w, bool ack, size_t *unacked);
+/* At exit: writes what it can until deadline (CLOCK_MONOTONIC), waiting for
+ * a pipe to drain. */
+void writer_finish(struct writer *w, usec_t deadline);
 void writer_done(struct writer *w);

@@ -433,14 +433,19 @@ END_TEST
 
 START_TEST(test_sink_write_error)
 {
-    /* /dev/full: every write fails with ENOSPC -> records lost, exit 74 */
-    char *cfg = tu_fmt("{\"sinks\": {\"full\": {\"type\": \"file\", \"path\": \"/dev/full\"}},"
+    /* /dev/full: every write fails with ENOSPC -> retried until the grace
+     * period ends, then lost, exit 74 */
+    char *cfg = tu_fmt("{\"limits\": {\"shutdown_grace\": \"1s\"},"
+                       " \"sinks\": {\"full\": {\"type\": \"file\", \"path\": \"/dev/full\","
+                       " \"retry_backoff\": \"100ms\"}},"
                        " \"endpoints\": {\"a\": {\"url\": \"http://127.0.0.1:%d/a\", \"sinks\": [\"full\"]}}}",
                        port);
     struct tu_result res;
     run_cfg(cfg, NULL, NULL, &res);
     ck_assert_msg(res.status == 74, "status %d: %s", res.status, res.err);
-    ck_assert_ptr_nonnull(strstr(res.err, "sink 'full': write failed: No space left on device"));
+    ck_assert_ptr_nonnull(strstr(res.err, "sink 'full': cannot deliver: write failed: No space left on device"));
+    ck_assert_ptr_nonnull(strstr(res.err, "waiting up to 1s for sinks to deliver 1 queued record"));
+    ck_assert_ptr_nonnull(strstr(res.err, "sink 'full': 1 record still queued when the sink closed is lost"));
     ck_assert_ptr_nonnull(strstr(res.err, "1 record could not be written"));
     free(cfg);
     tu_result_done(&res);
