@@ -1085,6 +1085,7 @@ static void sink_common(struct loader *L, struct sink_cfg *sc, const struct opt_
                    : strcmp(v, "errors") == 0 ? SINK_TAKE_ERRORS : SINK_TAKE_ALL;
     }
     sc->overflow = SINK_DROP_OLDEST;
+    sc->overflow_set = c[SINK_OPT_OVERFLOW].set;
     if (c[SINK_OPT_OVERFLOW].set) {
         const char *v = c[SINK_OPT_OVERFLOW].s;
         sc->overflow = strcmp(v, "drop_newest") == 0 ? SINK_DROP_NEWEST

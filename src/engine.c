@@ -285,15 +285,18 @@ static uint64_t engine_sink_queued(const struct engine *e)
  * shutdown_grace (the grace timer), then what is left is counted lost. */
 static void engine_check_done(struct engine *e)
 {
-    if (!(e->opt.once || e->stopping) || !engine_finished(e)) {
+    if (!(e->opt.once || e->stopping) || e->in_flight || e->waiting ||
+        (e->queued && !e->stopping)) {
         return;
     }
     uint64_t q = engine_sink_queued(e);
-    if (q == 0) {
+    if (q == 0 && (e->owed == 0 || e->stopping)) {
         ev_break(e->loop, EVBREAK_ALL);
         return;
     }
     if (!ev_is_active(&e->grace)) {
+        /* a sink that does not drain (or keeps endpoints paused) must not
+         * keep --once or a stop waiting for ever */
         char g[32];
         log_notice("waiting up to %s for sinks to deliver %llu queued record%s",
                    units_format_duration(e->cur->cfg->limits.shutdown_grace, g, sizeof(g)),
@@ -1628,8 +1631,10 @@ static void kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* A paused sink drains: the runs it held back start now. */
 static void engine_resume_owed(struct engine *e)
 {
-    e->sinks.unpaused = false;
     usec_t now = now_usec(CLOCK_MONOTONIC);
+    if (e->opt.once && !e->stopping && ev_is_active(&e->grace)) {
+        ev_timer_stop(e->loop, &e->grace); /* fetching goes on */
+    }
     for (size_t i = 0; i < e->cur->n_eps && e->owed; i++) {
         struct ep_state *s = &e->cur->eps[i];
         if (s->owed && !sinkset_paused(&e->sinks, s->cfg)) {
@@ -1650,7 +1655,7 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     (void)loop;
     (void)revents;
     sinkset_deliver(&e->sinks);
-    if (e->sinks.unpaused) {
+    if (e->owed && sinkset_take_unpaused(&e->sinks)) {
         engine_resume_owed(e);
     }
     if (e->opt.once || e->stopping) {
@@ -2315,6 +2320,7 @@ int engine_new(struct engine **ret, struct config *cfg, const struct engine_opti
     e->http_ready = true;
 
     sinkset_init(&e->sinks, e->loop, &e->http, e->opt.state_dir);
+    e->sinks.once = e->opt.once;
     r = sinkset_open(&e->sinks, cfg);
     if (r < 0) {
         goto fail;

@@ -157,9 +157,7 @@ static void q_check_unpause(struct sink *s)
     if (s->paused && s->queued <= s->cfg->max_records / 2 &&
         s->queued_bytes <= s->cfg->max_bytes / 2) {
         s->paused = false;
-        if (s->set) {
-            s->set->unpaused = true;
-        }
+        s->unpaused = true;
         log_sink(LOG_NOTICE, s->name, "queue below half its bounds again, endpoints resume");
     }
 }
@@ -207,7 +205,12 @@ static int sink_enqueue(struct sink *s, const struct sink_item *it)
         sink_log_drops(s, "a record larger than queue_max_bytes");
         return -ENOBUFS;
     }
-    switch (s->cfg->overflow) {
+    enum sink_overflow policy = s->cfg->overflow;
+    if (s->once && !s->cfg->overflow_set) {
+        /* an ad hoc run waits for a slow reader rather than drop records */
+        policy = SINK_PAUSE;
+    }
+    switch (policy) {
     case SINK_DROP_OLDEST:
         while (q_full(s, cost, 1)) {
             if (!q_drop_oldest(s)) {
@@ -459,6 +462,19 @@ unsigned sinkset_dispatch(struct sinkset *set, const struct endpoint_cfg *ep,
     return failed;
 }
 
+bool sinkset_take_unpaused(struct sinkset *set)
+{
+    bool any = false;
+    for (size_t i = 0; i < set->n; i++) {
+        struct sink *s = set->sinks[i];
+        if (s && s->unpaused) {
+            s->unpaused = false;
+            any = true;
+        }
+    }
+    return any;
+}
+
 bool sinkset_paused(const struct sinkset *set, const struct endpoint_cfg *ep)
 {
     for (uint32_t j = 0; j < ep->n_sinks; j++) {
@@ -511,8 +527,8 @@ static struct sink *sink_new(struct sinkset *set, const struct sink_cfg *sc)
     s->name = sc->name;
     s->loop = set->loop;
     s->http = set->http;
+    s->once = set->once;
     s->state_dir = set->state_dir;
-    s->set = set;
     s->state = SINK_READY;
     ev_timer_init(&s->retry_timer, sink_retry_cb, 0., 0.);
     s->retry_timer.data = s;
@@ -535,6 +551,7 @@ int sinkset_reopen(struct sinkset *set, const struct config *cfg, struct sinkset
         n.loop = old->loop;
         n.http = old->http;
         n.state_dir = old->state_dir;
+        n.once = old->once;
         n.closed = old->closed;
         n.summary_at = old->summary_at;
         n.summary_sig = old->summary_sig;
@@ -613,11 +630,6 @@ int sinkset_reopen(struct sinkset *set, const struct config *cfg, struct sinkset
         free(old->sinks);
         old->sinks = NULL;
         old->n = 0;
-    }
-    for (size_t i = 0; i < n.n; i++) {
-        if (n.sinks[i]) {
-            n.sinks[i]->set = set;
-        }
     }
     *set = n;
     return 0;

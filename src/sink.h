@@ -109,6 +109,7 @@ struct sink_cfg {
     struct opt_value *values;           /* arena; one per type->options row */
     enum sink_take take;
     enum sink_overflow overflow;
+    bool overflow_set;                  /* "overflow" was given */
     uint64_t max_records, max_bytes;    /* the queue's bounds */
     usec_t backoff, max_backoff;        /* retry delays (full jitter) */
     /* "plugin" sinks */
@@ -186,7 +187,8 @@ struct sink {
     bool problem_logged;
     uint64_t drops_logged;      /* s->c.dropped at the last drop message */
     usec_t drop_log_at;         /* CLOCK_MONOTONIC: next drop message */
-    struct sinkset *set;        /* the set it belongs to */
+    bool unpaused;              /* left "paused" since the engine last looked */
+    bool once;                  /* fetchd --once */
 };
 
 const struct sink_type *sink_type_find(const char *name);
@@ -236,7 +238,7 @@ struct sinkset {
     struct ev_loop *loop;
     struct http *http;          /* borrowed */
     const char *state_dir;      /* borrowed */
-    bool unpaused;              /* a paused sink accepts records again */
+    bool once;                  /* fetchd --once: default overflow is pause */
     usec_t summary_at;          /* CLOCK_MONOTONIC: next periodic summary */
     uint64_t summary_sig;       /* counters at the last summary */
 };
@@ -257,6 +259,8 @@ unsigned sinkset_dispatch(struct sinkset *set, const struct endpoint_cfg *ep,
 /* Queues a record for the sink at index i (if open). Returns 0, -ENOENT (no
  * such sink) or -ENOBUFS (dropped). */
 int sinkset_write(struct sinkset *set, size_t i, const struct sink_item *it);
+/* True if a paused sink accepts records again since the last call. */
+bool sinkset_take_unpaused(struct sinkset *set);
 /* True if a sink of ep is paused (overflow "pause" and its queue is full). */
 bool sinkset_paused(const struct sinkset *set, const struct endpoint_cfg *ep);
 /* Opens the sinks of cfg that some selected endpoint uses into a new set,
