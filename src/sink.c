@@ -162,6 +162,34 @@ static void q_check_unpause(struct sink *s)
     }
 }
 
+/* Moves the records from does not hold to the tail of to's queue (a reload
+ * that changed a sink's definition); the counters move with them. */
+static void q_move(struct sink *from, struct sink *to)
+{
+    struct sink_rec **pp = &from->head, *last = NULL;
+    for (uint32_t i = 0; i < from->locked && *pp; i++) {
+        last = *pp;
+        pp = &(*pp)->next;
+    }
+    uint64_t n = 0;
+    while (*pp) {
+        struct sink_rec *r = *pp;
+        *pp = r->next;
+        from->queued--;
+        from->queued_bytes -= rec_cost(r);
+        r->next = NULL;
+        q_push(to, r);
+        n++;
+    }
+    from->tail = last;
+    from->c.produced -= n;
+    to->c.produced += n;
+    if (n) {
+        log_sink(LOG_INFO, to->name, "took over %llu queued record%s from the old definition",
+                 (unsigned long long)n, n == 1 ? "" : "s");
+    }
+}
+
 /* Drops the oldest record the sink does not hold. False if it holds all. */
 static bool q_drop_oldest(struct sink *s)
 {
@@ -612,6 +640,15 @@ int sinkset_reopen(struct sinkset *set, const struct config *cfg, struct sinkset
             if (s->cfg->type->reopen) {
                 (void)s->cfg->type->reopen(s);
             }
+        }
+    }
+    /* a sink whose definition changed takes over the records its old
+     * instance still queues (not those in the old one's hands) */
+    for (size_t i = 0; old && i < n.n; i++) {
+        struct sink *s = n.sinks[i];
+        int oi = s ? config_sink_index(old_cfg, cfg->sinks[i].name) : -1;
+        if (oi >= 0 && !taken[oi] && old->sinks[oi]) {
+            q_move(old->sinks[oi], s);
         }
     }
     free(taken);

@@ -380,6 +380,48 @@ START_TEST(test_once_defaults_to_pause)
 }
 END_TEST
 
+START_TEST(test_reload_moves_queue)
+{
+    setup_sinks(SINK_DROP_OLDEST, 100, 1 << 20, SINK_TAKE_ALL);
+    for (unsigned i = 0; i < 5; i++) {
+        put(i, REC_OK);
+    }
+    mem_mode = MEM_WAIT; /* each sink holds its first two records */
+    sinkset_deliver(&set);
+    struct sink *old_b = set.sinks[1];
+    /* a new config: "a" changed, "b" unchanged */
+    static struct sink_cfg scfg2[2];
+    static struct config cfg2;
+    memcpy(scfg2, scfg, sizeof(scfg2));
+    scfg2[0].canon = "{\"changed\":true}";
+    cfg2 = cfg;
+    cfg2.sinks = scfg2;
+    struct sinkset nset = {0};
+    ck_assert_int_eq(sinkset_reopen(&nset, &cfg2, &set, &cfg), 0);
+    ck_assert_uint_eq(set.n, 0);
+    /* "b" kept its instance and all five records */
+    ck_assert_ptr_eq(nset.sinks[1], old_b);
+    ck_assert_uint_eq(nset.sinks[1]->queued, 5);
+    /* the new "a" took over the three records the old one did not hold */
+    struct sink *a = nset.sinks[0];
+    ck_assert_uint_eq(a->queued, 3);
+    ck_assert(strncmp(a->head->line, "{\"n\":2}", 7) == 0);
+    ck_assert(strncmp(a->tail->line, "{\"n\":4}", 7) == 0);
+    ck_assert_uint_eq(a->c.produced, 3);
+    check_invariant(a);
+    /* the two it held were lost with the old instance, and counted */
+    struct sink_counters t;
+    uint64_t q;
+    sinkset_totals(&nset, &t, &q);
+    ck_assert_uint_eq(t.produced, 10);
+    ck_assert_uint_eq(t.abandoned, 2);
+    ck_assert_uint_eq(q, 8);
+    ck_assert_uint_eq(t.delivered + t.dropped + q, t.produced);
+    set = nset;
+    teardown_sinks();
+}
+END_TEST
+
 static Suite *sink_suite(void)
 {
     Suite *s = suite_create("sink");
@@ -394,6 +436,7 @@ static Suite *sink_suite(void)
     tcase_add_test(tc, test_finish_counts_abandoned);
     tcase_add_test(tc, test_hold_unhold);
     tcase_add_test(tc, test_once_defaults_to_pause);
+    tcase_add_test(tc, test_reload_moves_queue);
     suite_add_tcase(s, tc);
     return s;
 }
