@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,13 @@ const struct plugin *plugin_load(const char *spec, char *err, size_t errlen)
                  "it was built for sink ABI %u, this fetchd speaks ABI %u; rebuild it against "
                  "this fetchd's <fetchd/sink.h>",
                  def->abi, (unsigned)FETCHD_SINK_ABI);
+        why = buf;
+    } else if (def->size < offsetof(struct fetchd_sink_def, close) + sizeof(def->close)) {
+        snprintf(buf, sizeof(buf),
+                 "its definition's size is %zu, smaller than ABI %u's %zu (set .size = "
+                 "sizeof(struct fetchd_sink_def))",
+                 def->size, (unsigned)FETCHD_SINK_ABI,
+                 offsetof(struct fetchd_sink_def, close) + sizeof(def->close));
         why = buf;
     } else if (!def->init || !def->deliver) {
         why = "its definition has no init or no deliver callback";

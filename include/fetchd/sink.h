@@ -10,10 +10,12 @@
  *                          FETCHD_SINK_OK (taken), FETCHD_SINK_RETRY (keep
  *                          it queued and call again after a backoff) or a
  *                          negative errno (the record is lost: counted)
- *   flush(ctx)             when fetchd stops, at a reload, and every
- *                          "flush_interval"; optional
- *   reopen(ctx)            on SIGHUP (log rotation); optional
- *   close(ctx)             once, last; must accept NULL
+ *   flush(ctx)             when fetchd stops (before close) and at a reload
+ *                          that keeps the sink; optional
+ *   reopen(ctx)            on SIGHUP (log rotation), after that flush;
+ *                          optional
+ *   close(ctx)             once, last; must accept NULL; not called after
+ *                          a failed init
  *
  * Every call happens on fetchd's single event-loop thread and must not block:
  * while a callback runs nothing is fetched. A sink that cannot take a record
@@ -23,9 +25,10 @@
  *
  * Compatibility: FETCHD_SINK_ABI changes when a struct below changes in an
  * incompatible way; fetchd refuses a plugin built for another number.
- * Fields may be added at the end of struct fetchd_record and
- * struct fetchd_sink_host without a new number: check record->size and
- * host->size before reading a field added later.
+ * Fields may be added at the end of struct fetchd_record,
+ * struct fetchd_sink_host and struct fetchd_sink_def without a new number:
+ * a plugin checks record->size and host->size before reading a field added
+ * later, and sets def->size so that the host does the same.
  *
  * This header is C99 and C++ clean and needs nothing but the C library.
  * See fetchd-sink(3).
@@ -81,9 +84,12 @@ struct fetchd_record {
     const char *error_kind; /* NULL if ok, else "timeout", "http_status"... */
     long http_status;       /* 0 if there was no response */
     int64_t fetched_at_usec;/* CLOCK_REALTIME, microseconds */
-    const char *json;       /* the whole record: one JSON object, no newline */
+    const char *json;       /* the whole record: one JSON object, no newline;
+                             * json_len bytes, NOT NUL-terminated */
     size_t json_len;
-    const char *data;       /* the document inside json (minified), or NULL */
+    const char *data;       /* the document inside json (minified, not
+                             * NUL-terminated), or NULL if there is none
+                             * (error records, "data": null) */
     size_t data_len;
 };
 
@@ -96,7 +102,8 @@ struct fetchd_sink_option {
     int required;
 };
 
-/* Services of the host, valid from init() to close(). */
+/* Services of the host, valid from init() to close(), with every string in
+ * it and every string option() returns. */
 struct fetchd_sink_host {
     size_t size;            /* sizeof(struct fetchd_sink_host) in the host */
     unsigned abi;           /* FETCHD_SINK_ABI of the host */
@@ -113,6 +120,9 @@ struct fetchd_sink_host {
 
 struct fetchd_sink_def {
     unsigned abi;           /* FETCHD_SINK_ABI */
+    size_t size;            /* sizeof(struct fetchd_sink_def): callbacks
+                             * added later at the end count as NULL for
+                             * a plugin built with a smaller struct */
     const char *name;       /* a short name, for messages */
     const char *description;
     const struct fetchd_sink_option *options; /* or NULL: no options */

@@ -35,7 +35,26 @@ struct plugin_sink {
     const struct fetchd_sink_def *def;
     void *ctx;
     struct sink *s;
+    /* Copies of the sink's name and options: the plugin may keep the
+     * strings host->name and option() gave it until close(), and a reload
+     * that keeps this instance frees the configuration it was opened with. */
+    char *name;
+    char **opts; /* key, value, key, value... */
+    size_t n_opts;
 };
+
+static void plugin_sink_free(struct plugin_sink *p)
+{
+    if (!p) {
+        return;
+    }
+    for (size_t i = 0; i < 2 * p->n_opts; i++) {
+        free(p->opts[i]);
+    }
+    free(p->opts);
+    free(p->name);
+    free(p);
+}
 
 static void plugin_host_log(const struct fetchd_sink_host *host, int priority, const char *fmt,
                             ...)
@@ -57,10 +76,9 @@ static void plugin_host_log(const struct fetchd_sink_host *host, int priority, c
 static const char *plugin_host_option(const struct fetchd_sink_host *host, const char *key)
 {
     const struct plugin_sink *p = host->host_private;
-    const struct sink_cfg *c = p->s->cfg;
-    for (size_t i = 0; key && i < c->n_plugin_opts; i++) {
-        if (strcmp(c->plugin_opts[2 * i], key) == 0) {
-            return c->plugin_opts[2 * i + 1];
+    for (size_t i = 0; key && i < p->n_opts; i++) {
+        if (strcmp(p->opts[2 * i], key) == 0) {
+            return p->opts[2 * i + 1];
         }
     }
     return NULL;
@@ -79,9 +97,26 @@ static int plugin_open(struct sink *s, char *err, size_t errlen)
     }
     p->s = s;
     p->def = pl->def;
+    const struct sink_cfg *c = s->cfg;
+    p->name = strdup(s->name);
+    p->opts = calloc(2 * c->n_plugin_opts + 1, sizeof(char *));
+    if (!p->name || !p->opts) {
+        plugin_sink_free(p);
+        return -ENOMEM;
+    }
+    for (; p->n_opts < c->n_plugin_opts; p->n_opts++) {
+        size_t i = p->n_opts;
+        p->opts[2 * i] = strdup(c->plugin_opts[2 * i]);
+        p->opts[2 * i + 1] = strdup(c->plugin_opts[2 * i + 1]);
+        if (!p->opts[2 * i] || !p->opts[2 * i + 1]) {
+            p->n_opts++;
+            plugin_sink_free(p);
+            return -ENOMEM;
+        }
+    }
     p->host.size = sizeof(p->host);
     p->host.abi = FETCHD_SINK_ABI;
-    p->host.name = s->name;
+    p->host.name = p->name;
     p->host.state_dir = s->state_dir;
     p->host.log = plugin_host_log;
     p->host.option = plugin_host_option;
@@ -91,7 +126,7 @@ static int plugin_open(struct sink *s, char *err, size_t errlen)
     if (r < 0) {
         snprintf(err, errlen, "plugin \"%s\" failed to initialise: %s", pl->path, strerror(-r));
         s->priv = NULL;
-        free(p);
+        plugin_sink_free(p);
         return r;
     }
     return 0;
@@ -183,7 +218,7 @@ static void plugin_close(struct sink *s)
     if (p->def->close) {
         p->def->close(p->ctx);
     }
-    free(p);
+    plugin_sink_free(p);
     s->priv = NULL;
 }
 
