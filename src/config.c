@@ -2880,12 +2880,23 @@ void config_print_summary(const struct config *cfg, FILE *f)
         }
         fprintf(f, "  %-16s %-8s", s->name, s->type->name);
         for (size_t k = 0; s->type->options[k].key; k++) {
+            const char *key = s->type->options[k].key;
             if (s->values[k].set && s->values[k].s) {
-                fprintf(f, " %s=%s", s->type->options[k].key, s->values[k].s);
+                /* a URL's credentials are never shown */
+                char *red = url_has_secrets(s->values[k].s) ? url_redact(s->values[k].s) : NULL;
+                fprintf(f, " %s=%s", key, red ? red : s->values[k].s);
+                free(red);
             } else if (s->values[k].set && s->values[k].list) {
-                fprintf(f, " %s=[", s->type->options[k].key);
+                /* header values may be secrets: "Name: (secret)" */
+                bool headers = strcmp(key, "headers") == 0;
+                fprintf(f, " %s=[", key);
                 for (size_t j = 0; s->values[k].list[j]; j++) {
-                    fprintf(f, "%s%s", j ? " " : "", s->values[k].list[j]);
+                    const char *v = s->values[k].list[j];
+                    if (headers) {
+                        fprintf(f, "%s%.*s: (secret)", j ? " " : "", (int)strcspn(v, ":"), v);
+                    } else {
+                        fprintf(f, "%s%s", j ? " " : "", v);
+                    }
                 }
                 fputc(']', f);
             }

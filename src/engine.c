@@ -294,6 +294,7 @@ static void engine_check_done(struct engine *e)
         ev_break(e->loop, EVBREAK_ALL);
         return;
     }
+    sinkset_drain(&e->sinks);
     if (!ev_is_active(&e->grace)) {
         /* a sink that does not drain (or keeps endpoints paused) must not
          * keep --once or a stop waiting for ever */
@@ -2167,6 +2168,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         engine_abandon_waiting(e);
         struct log_fields lf = LOG_FIELDS_INIT;
         lf.event = LOG_EV_STOPPING;
+        sinkset_drain(&e->sinks);
         uint64_t q = engine_sink_queued(e);
         if (e->in_flight == 0 && q == 0) {
             log_full(LOG_NOTICE, &lf, "received %s, stopping", strsignal(w->signum));

@@ -702,6 +702,19 @@ void sinkset_rotate(struct sinkset *set)
     }
 }
 
+void sinkset_drain(struct sinkset *set)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        struct sink *s = set->sinks[i];
+        if (s && !s->draining) {
+            s->draining = true;
+            if (s->cfg->type->drain) {
+                s->cfg->type->drain(s);
+            }
+        }
+    }
+}
+
 void sinkset_sync(struct sinkset *set)
 {
     for (size_t i = 0; i < set->n; i++) {

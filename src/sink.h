@@ -87,6 +87,8 @@ struct sink_type {
     /* A durability point (fsync for files): at stop, at a reload, and every
      * flush_interval while records flow. Optional. Returns 0 or -errno. */
     int (*sync)(struct sink *s);
+    /* s->draining was just set: stop waiting for a fuller batch. Optional. */
+    void (*drain)(struct sink *s);
     /* SIGHUP: reopen files (log rotation). Optional. */
     int (*reopen)(struct sink *s);
     /* At exit, after the loop stopped: deliver what can be delivered before
@@ -189,6 +191,8 @@ struct sink {
     usec_t drop_log_at;         /* CLOCK_MONOTONIC: next drop message */
     bool unpaused;              /* left "paused" since the engine last looked */
     bool once;                  /* fetchd --once */
+    bool draining;              /* fetchd is stopping (or --once is done
+                                 * fetching): no waiting for fuller batches */
 };
 
 const struct sink_type *sink_type_find(const char *name);
@@ -275,6 +279,10 @@ int sinkset_reopen(struct sinkset *set, const struct config *cfg, struct sinkset
 void sinkset_deliver(struct sinkset *set);
 /* SIGHUP without a config change: every sink reopens (log rotation). */
 void sinkset_rotate(struct sinkset *set);
+/* fetchd is stopping, or --once has nothing left to fetch: sinks send what
+ * they hold without waiting to batch more, and the sinks that are waiting
+ * for a batch to fill are woken. */
+void sinkset_drain(struct sinkset *set);
 /* Durability point for every sink (sync). */
 void sinkset_sync(struct sinkset *set);
 /* Last delivery at exit (see sink_type.finish), then counts what is still

@@ -105,13 +105,78 @@
  *                body=echo, so the document is always valid JSON.
  *   /__reset     empties the /__requests log, sets the request counter
  *                ("requests", body=json's "n") back to 0 and forgets every
- *                fail= counter.  Answers {"ok":true}.  Issued tokens,
- *                "connections" and "tokens_issued" are not touched.
+ *                fail= counter, and resets the ingest receiver (its
+ *                counters, records, log, script= counters and mode).
+ *                Answers {"ok":true}.  Issued tokens, "connections" and
+ *                "tokens_issued" are not touched.
+ *   /__ingest    what the ingest receiver (see below) got, as JSON:
+ *                {"requests":N,"accepted":A,"records":R,"distinct":D,
+ *                "dup_same_key":S,"dup_other_key":O,"keyless":K,"keys":Y,
+ *                "bad":B,"mode":"STEP","log":[{"n":1,"result":500,
+ *                "key":"...","records":10,"bytes":1234,"ms":12.3,
+ *                "ctype":"application/x-ndjson"},...]}.
+ *                requests: ingest requests seen (every outcome, "down"
+ *                ones included); accepted: those whose records were taken
+ *                (a 2xx answer, or "reset"); records: records taken
+ *                (duplicates included); distinct: different records;
+ *                dup_same_key / dup_other_key: records taken again in a
+ *                request with the same Idempotency-Key as the first time
+ *                / with another key (or none); keyless: accepted requests
+ *                without an Idempotency-Key; keys: distinct keys of
+ *                accepted requests; bad: records that are not a JSON
+ *                object (or bodies that do not split into records).  log
+ *                has one entry per ingest request, oldest first (at most
+ *                100000): result is the status answered, or -1 (down),
+ *                -2 (reset), -3 (the client went away during slow); ms is
+ *                the time since the server started.  With ?records=1 the
+ *                document also has "distinct_records":["<record>",...]
+ *                (each record as a JSON string, in order of arrival).
+ *   /__ingest_mode?step=STEP
+ *                sets what every ingest request gets from now on (STEP as
+ *                in script= below, e.g. step=down, step=503, step=slow:ms=
+ *                200); step=ok (or 200) returns to normal.  A mode other
+ *                than ok wins over script=.  Answers {"ok":true}; a bad
+ *                STEP gets 400.
  *   /__revoke    revokes every access token issued so far: need_token=1
  *                answers 401 until the client fetches a new token.  Answers
  *                {"revoked":N}, N being the number of tokens that were still
  *                valid (issued, not expired, not yet revoked).
  *   Any other path, including other /__ paths, is an ordinary path.
+ *
+ * Ingest receiver (path /ingest, any method, counted and logged like any
+ * other path unless it answers "down"):
+ *   Takes batches of records the way a log collector would, for fetchd's
+ *   http sink.  The body is split into records: a Content-Type starting
+ *   with application/json means a JSON array of records, anything else
+ *   JSON Lines (empty lines are ignored).  Records are compared byte for
+ *   byte (an array element and the same JSON line compare equal) and kept,
+ *   with the Idempotency-Key of the request that brought them first, for
+ *   /__ingest.  What a request gets is its step: the mode set with
+ *   /__ingest_mode if not "ok", else the next step of its script=, else
+ *   200.  A step is WORD[:OPTION]..., WORD one of
+ *     N        (100..999) answer status N with {"ok":true,"records":R}
+ *              (2xx: the records are taken) or {"error":"scripted",
+ *              "status":N}; option retry-after=V adds "Retry-After: V"
+ *              (V is the rest of the step; inside script= it ends at the
+ *              next comma, so an HTTP-date needs /__ingest_mode)
+ *     ok       the same as 200
+ *     down     as soon as the request head has arrived, reset the
+ *              connection (RST) without reading the body or answering:
+ *              nothing is taken and the request is not counted in
+ *              "requests" nor logged in /__requests
+ *     reset    read the whole request, take its records, then close the
+ *              connection without answering (ack-then-reset: the client
+ *              never learns that it was delivered)
+ *     slow     read the body one byte every MS milliseconds (option
+ *              ms=MS, default 100; bytes that came with the head count
+ *              too), then take it and answer 200; a client that goes
+ *              away first gets nothing taken (log result -3)
+ *   script=LIST  comma-separated steps for the successive requests to the
+ *              same target (path + query, as for fail=): the first request
+ *              gets the first step, and so on; after the last step
+ *              requests get 200.  Example:
+ *              /ingest?script=500,429:retry-after=1,down,200
+ *   Other query parameters (delay=, header=, ...) apply as on any path.
  *
  * Token endpoint (path /token, counted and logged like any other path):
  *   An OAuth 2.0 token endpoint for the client credentials grant.  Its
@@ -422,6 +487,7 @@ enum conn_state {
     ST_HANG,       /* never answering */
     ST_RESET_WAIT, /* partial response written, waiting for the ACK */
     ST_LINGER,     /* error sent, write side shut, draining input */
+    ST_SLOW_BODY,  /* ingest "slow": reading the body a byte per tick */
 };
 
 /* How the response that was built is delivered. */
@@ -560,6 +626,21 @@ struct plan {
 
 struct server;
 
+/* What an ingest request gets (see "Ingest receiver" above). */
+enum step_kind {
+    STEP_STATUS,
+    STEP_DOWN,
+    STEP_RESET,
+    STEP_SLOW,
+};
+
+struct ingest_step {
+    enum step_kind kind;
+    int status;            /* STEP_STATUS */
+    char retry_after[64];  /* "" = none */
+    unsigned long long ms; /* STEP_SLOW: per byte */
+};
+
 /* One client connection. */
 struct conn {
     struct server *srv;
@@ -585,6 +666,9 @@ struct conn {
     bool tls_read_wants_write; /* SSL_read needs the socket writable */
     bool tls_write_wants_read; /* SSL_write needs the socket readable */
     bool tls_no_shutdown;      /* do not send close_notify (error, RST, done) */
+    bool ingest;               /* the current request is for /ingest */
+    struct ingest_step istep;  /* what it gets */
+    size_t slow_have;          /* ST_SLOW_BODY: body bytes received (body_got: consumed) */
 };
 
 /* One /__requests log entry: method, target, header block and body in data. */
@@ -603,6 +687,32 @@ struct fail_counter {
     unsigned long long count;
     size_t len;
     char key[];
+};
+
+/* A set of byte strings (ingest records, keys), chained hash table. */
+struct iset_entry {
+    struct iset_entry *next;
+    unsigned long long hash;
+    size_t len;
+    char *tag; /* records: the key of the request that brought it first ("" none) */
+    char data[];
+};
+
+struct iset {
+    struct iset_entry **b;
+    size_t nb; /* buckets, a power of two */
+    size_t n;
+};
+
+/* One /__ingest log entry. */
+struct ingest_entry {
+    unsigned long long n;
+    int result;
+    char key[72];
+    size_t records;
+    size_t bytes;
+    double ms;
+    char ctype[48];
 };
 
 /* bomb=: a cached gzip stream. */
@@ -639,6 +749,18 @@ struct server {
     size_t tokens_len;
     size_t tokens_cap;
     unsigned long long tokens_revoked; /* tokens 1..this are revoked */
+    /* the ingest receiver */
+    double t0;                      /* start, monotonic seconds */
+    struct ingest_step imode;       /* /__ingest_mode */
+    bool imode_set;                 /* imode is not "ok" */
+    struct iset irecs;              /* distinct records */
+    struct iset ikeys;              /* distinct keys of accepted requests */
+    struct iset_entry **iorder;     /* irecs in order of arrival */
+    size_t iorder_cap;
+    struct ingest_entry *ilog;
+    size_t ilog_len, ilog_cap;
+    unsigned long long i_requests, i_accepted, i_records, i_dup_same, i_dup_other, i_keyless,
+        i_bad;
 };
 
 
@@ -2192,13 +2314,17 @@ static void free_fail_counters(struct server *s)
     }
 }
 
-/* /__reset: empty the log, zero the request counter, forget fail= counters. */
+static void ingest_reset(struct server *s);
+
+/* /__reset: empty the log, zero the request counter, forget fail= counters
+ * and what the ingest receiver got. */
 static void server_reset(struct server *s)
 {
     s->log_first = 0;
     s->log_len = 0;
     s->requests = 0;
     free_fail_counters(s);
+    ingest_reset(s);
 }
 
 /* Is token tok-<i> (1-based) issued, unexpired and not revoked? */
@@ -3010,6 +3136,607 @@ static bool path_is(const struct request *r, const char *want)
     return r->path_len == n && memcmp(r->path, want, n) == 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Ingest receiver                                                           */
+/* ------------------------------------------------------------------------ */
+
+#define ILOG_MAX 100000    /* /__ingest log entries */
+#define SLOW_DEFAULT_MS 100 /* slow: ms per body byte */
+
+static bool handle_request(struct conn *c);
+
+static unsigned long long fnv1a(const char *d, size_t n)
+{
+    unsigned long long h = 1469598103934665603ULL;
+
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)d[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static struct iset_entry *iset_find(const struct iset *st, const char *d, size_t n,
+                                    unsigned long long h)
+{
+    if (!st->nb) {
+        return NULL;
+    }
+    for (struct iset_entry *e = st->b[h & (st->nb - 1)]; e; e = e->next) {
+        if (e->hash == h && e->len == n && memcmp(e->data, d, n) == 0) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+/* Adds d (not in the set yet) with a copy of tag. */
+static struct iset_entry *iset_add(struct iset *st, const char *d, size_t n, unsigned long long h,
+                                   const char *tag)
+{
+    if (st->n >= st->nb) {
+        size_t nb = st->nb ? st->nb * 2 : 1024;
+        struct iset_entry **b = xrealloc(NULL, nb * sizeof *b);
+        memset(b, 0, nb * sizeof *b);
+        for (size_t i = 0; i < st->nb; i++) {
+            struct iset_entry *e = st->b[i];
+            while (e) {
+                struct iset_entry *next = e->next;
+                e->next = b[e->hash & (nb - 1)];
+                b[e->hash & (nb - 1)] = e;
+                e = next;
+            }
+        }
+        free(st->b);
+        st->b = b;
+        st->nb = nb;
+    }
+    struct iset_entry *e = xrealloc(NULL, sizeof *e + n + 1);
+    e->hash = h;
+    e->len = n;
+    memcpy(e->data, d, n);
+    e->data[n] = '\0';
+    size_t tl = tag ? strlen(tag) : 0;
+    e->tag = xrealloc(NULL, tl + 1);
+    memcpy(e->tag, tag ? tag : "", tl + 1);
+    e->next = st->b[h & (st->nb - 1)];
+    st->b[h & (st->nb - 1)] = e;
+    st->n++;
+    return e;
+}
+
+static void iset_free(struct iset *st)
+{
+    for (size_t i = 0; i < st->nb; i++) {
+        while (st->b[i]) {
+            struct iset_entry *e = st->b[i];
+            st->b[i] = e->next;
+            free(e->tag);
+            free(e);
+        }
+    }
+    free(st->b);
+    memset(st, 0, sizeof *st);
+}
+
+/* Forget everything the ingest receiver got, and its mode. */
+static void ingest_reset(struct server *s)
+{
+    iset_free(&s->irecs);
+    iset_free(&s->ikeys);
+    free(s->iorder);
+    s->iorder = NULL;
+    s->iorder_cap = 0;
+    free(s->ilog);
+    s->ilog = NULL;
+    s->ilog_len = s->ilog_cap = 0;
+    s->i_requests = s->i_accepted = s->i_records = s->i_dup_same = s->i_dup_other = 0;
+    s->i_keyless = s->i_bad = 0;
+    memset(&s->imode, 0, sizeof s->imode);
+    s->imode_set = false;
+}
+
+static bool has_prefix(const char *s, const char *end, const char *lit)
+{
+    size_t n = strlen(lit);
+    return (size_t)(end - s) >= n && memcmp(s, lit, n) == 0;
+}
+
+/*
+ * Parse one step s[0..n): WORD[:OPTION]... (see "Ingest receiver").
+ * retry-after= takes the rest of the step (an HTTP-date has colons).
+ */
+static bool step_parse(const char *s, size_t n, struct ingest_step *st)
+{
+    const char *end = s + n;
+    const char *colon = memchr(s, ':', n);
+    const char *wend = colon ? colon : end;
+    size_t wl = (size_t)(wend - s);
+    unsigned long long v;
+
+    memset(st, 0, sizeof *st);
+    st->kind = STEP_STATUS;
+    st->status = 200;
+    st->ms = SLOW_DEFAULT_MS;
+    if (wl == 2 && memcmp(s, "ok", 2) == 0) {
+        /* 200 */
+    } else if (wl == 4 && memcmp(s, "down", 4) == 0) {
+        st->kind = STEP_DOWN;
+    } else if (wl == 5 && memcmp(s, "reset", 5) == 0) {
+        st->kind = STEP_RESET;
+    } else if (wl == 4 && memcmp(s, "slow", 4) == 0) {
+        st->kind = STEP_SLOW;
+    } else if (wl == 3 && parse_number(s, wl, 999, &v) && v >= 100) {
+        st->status = (int)v;
+    } else {
+        return false;
+    }
+    for (const char *o = colon; o && o < end;) {
+        o++;
+        const char *oe = memchr(o, ':', (size_t)(end - o));
+        if (!oe) {
+            oe = end;
+        }
+        if (has_prefix(o, end, "retry-after=")) {
+            const char *val = o + 12;
+            size_t vl = (size_t)(end - val);
+            if (vl == 0 || vl >= sizeof st->retry_after || !header_value_ok(val, vl)) {
+                return false;
+            }
+            memcpy(st->retry_after, val, vl);
+            st->retry_after[vl] = '\0';
+            break;
+        }
+        if (has_prefix(o, oe, "ms=") && parse_number(o + 3, (size_t)(oe - o - 3), MAX_MS, &v) &&
+            v > 0) {
+            st->ms = v;
+        } else {
+            return false;
+        }
+        o = oe;
+    }
+    return true;
+}
+
+/* The step as text, for /__ingest's "mode". */
+static void step_format(struct sbuf *b, const struct ingest_step *st)
+{
+    switch (st->kind) {
+    case STEP_DOWN:
+        sbuf_puts(b, "down");
+        return;
+    case STEP_RESET:
+        sbuf_puts(b, "reset");
+        return;
+    case STEP_SLOW:
+        sbuf_printf(b, "slow:ms=%llu", st->ms);
+        return;
+    case STEP_STATUS:
+        sbuf_printf(b, "%d", st->status);
+        if (st->retry_after[0]) {
+            sbuf_printf(b, ":retry-after=%s", st->retry_after);
+        }
+        return;
+    }
+}
+
+/* The URL-decoded value of the first query parameter named key
+ * (malloc'd, length in *vlen), or NULL. */
+static char *query_param(const char *q, size_t n, const char *key, size_t *vlen)
+{
+    const char *end = q + n;
+    size_t kl = strlen(key);
+
+    while (q && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        if (!amp) {
+            amp = end;
+        }
+        const char *eq = memchr(q, '=', (size_t)(amp - q));
+        if (eq && (size_t)(eq - q) == kl && memcmp(q, key, kl) == 0) {
+            return url_decode(eq + 1, (size_t)(amp - eq - 1), vlen);
+        }
+        q = amp + 1;
+    }
+    return NULL;
+}
+
+/* What the current /ingest request gets: the mode, else its script's
+ * next step, else 200; a bad script gets 400. */
+static void ingest_decide(struct conn *c)
+{
+    struct server *s = c->srv;
+    const struct request *r = &c->req;
+    struct ingest_step *st = &c->istep;
+    size_t vlen = 0;
+
+    step_parse("200", 3, st);
+    if (s->imode_set) {
+        *st = s->imode;
+        return;
+    }
+    char *script = r->query ? query_param(r->query, r->query_len, "script", &vlen) : NULL;
+    if (!script) {
+        return;
+    }
+    struct sbuf key = {0};
+    sbuf_puts(&key, "\001script:");
+    sbuf_append(&key, r->path, r->path_len);
+    sbuf_puts(&key, "?");
+    sbuf_append(&key, r->query, r->query_len);
+    unsigned long long *cnt = fail_counter(s, key.data, key.len);
+    sbuf_free(&key);
+    unsigned long long k = (*cnt)++;
+    const char *p = script;
+    const char *end = script + vlen;
+    for (unsigned long long i = 0; p <= end; i++) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *se = comma ? comma : end;
+        if (!step_parse(p, (size_t)(se - p), i == k ? st : &(struct ingest_step){0})) {
+            step_parse("400", 3, st);
+            break;
+        }
+        if (i == k || !comma) {
+            break;
+        }
+        p = comma + 1;
+    }
+    free(script);
+}
+
+/* Copy the first value of header name into out (at most outlen - 1 bytes). */
+static void header_copy(const struct request *r, const char *name, char *out, size_t outlen)
+{
+    const char *v;
+    size_t vl;
+
+    out[0] = '\0';
+    if (find_header(r, name, &v, &vl)) {
+        if (vl >= outlen) {
+            vl = outlen - 1;
+        }
+        memcpy(out, v, vl);
+        out[vl] = '\0';
+    }
+}
+
+static void ingest_log(struct server *s, const struct request *r, int result, size_t records,
+                       size_t bytes)
+{
+    if (s->ilog_len >= ILOG_MAX) {
+        return;
+    }
+    if (s->ilog_len == s->ilog_cap) {
+        s->ilog_cap = s->ilog_cap ? s->ilog_cap * 2 : 256;
+        s->ilog = xrealloc(s->ilog, s->ilog_cap * sizeof *s->ilog);
+    }
+    struct ingest_entry *e = &s->ilog[s->ilog_len++];
+    e->n = s->i_requests;
+    e->result = result;
+    header_copy(r, "Idempotency-Key", e->key, sizeof e->key);
+    header_copy(r, "Content-Type", e->ctype, sizeof e->ctype);
+    e->records = records;
+    e->bytes = bytes;
+    e->ms = (mono_now() - s->t0) * 1000.0;
+}
+
+/* One record of an accepted request. */
+static void ingest_record(struct server *s, const char *d, size_t n, const char *key)
+{
+    s->i_records++;
+    if (n < 2 || d[0] != '{' || d[n - 1] != '}') {
+        s->i_bad++;
+    }
+    unsigned long long h = fnv1a(d, n);
+    struct iset_entry *e = iset_find(&s->irecs, d, n, h);
+    if (!e) {
+        e = iset_add(&s->irecs, d, n, h, key);
+        if (s->irecs.n > s->iorder_cap) {
+            s->iorder_cap = s->iorder_cap ? s->iorder_cap * 2 : 1024;
+            s->iorder = xrealloc(s->iorder, s->iorder_cap * sizeof *s->iorder);
+        }
+        s->iorder[s->irecs.n - 1] = e;
+    } else if (*key && strcmp(e->tag, key) == 0) {
+        s->i_dup_same++;
+    } else {
+        s->i_dup_other++;
+    }
+}
+
+static bool is_ws(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+/* Take the records of an accepted request; returns how many. */
+static size_t ingest_take(struct server *s, const struct request *r, const char *body, size_t len)
+{
+    char key[72];
+    char ctype[64];
+    size_t n = 0;
+
+    header_copy(r, "Idempotency-Key", key, sizeof key);
+    header_copy(r, "Content-Type", ctype, sizeof ctype);
+    s->i_accepted++;
+    if (!key[0]) {
+        s->i_keyless++;
+    } else if (!iset_find(&s->ikeys, key, strlen(key), fnv1a(key, strlen(key)))) {
+        iset_add(&s->ikeys, key, strlen(key), fnv1a(key, strlen(key)), NULL);
+    }
+    if (strncasecmp(ctype, "application/json", 16) != 0) {
+        /* JSON Lines */
+        for (size_t i = 0; i < len;) {
+            const char *nl = memchr(body + i, '\n', len - i);
+            size_t e = nl ? (size_t)(nl - body) : len;
+            size_t l = e - i;
+            if (l && body[i + l - 1] == '\r') {
+                l--;
+            }
+            if (l) {
+                ingest_record(s, body + i, l, key);
+                n++;
+            }
+            i = e + 1;
+        }
+        return n;
+    }
+    /* a JSON array: split its top-level elements */
+    size_t i = 0;
+    while (i < len && is_ws(body[i])) {
+        i++;
+    }
+    if (i >= len || body[i] != '[') {
+        s->i_bad++;
+        return 0;
+    }
+    i++;
+    while (i < len && is_ws(body[i])) {
+        i++;
+    }
+    if (i < len && body[i] == ']') {
+        return 0;
+    }
+    for (;;) {
+        size_t start = i;
+        int depth = 0;
+        bool in_str = false;
+        for (; i < len; i++) {
+            char ch = body[i];
+            if (in_str) {
+                if (ch == '\\') {
+                    i++;
+                } else if (ch == '"') {
+                    in_str = false;
+                }
+                continue;
+            }
+            if (ch == '"') {
+                in_str = true;
+            } else if (ch == '{' || ch == '[') {
+                depth++;
+            } else if (ch == '}' || ch == ']') {
+                if (depth == 0) {
+                    break;
+                }
+                depth--;
+            } else if (ch == ',' && depth == 0) {
+                break;
+            }
+        }
+        if (i >= len) {
+            s->i_bad++;
+            return n;
+        }
+        size_t e = i;
+        while (start < e && is_ws(body[start])) {
+            start++;
+        }
+        while (e > start && is_ws(body[e - 1])) {
+            e--;
+        }
+        ingest_record(s, body + start, e - start, key);
+        n++;
+        if (body[i] == ']') {
+            return n;
+        }
+        i++;
+    }
+}
+
+/*
+ * The head of an /ingest request arrived: decide its step.  "down" resets
+ * the connection at once.  Returns false if c was closed.
+ */
+static bool ingest_begin(struct conn *c)
+{
+    struct server *s = c->srv;
+
+    c->ingest = true;
+    ingest_decide(c);
+    if (c->istep.kind == STEP_DOWN) {
+        s->i_requests++;
+        ingest_log(s, &c->req, -1, 0, 0);
+        conn_reset(c);
+        return false;
+    }
+    return true;
+}
+
+/* The complete /ingest request: take it (or not) and plan the answer. */
+static void ingest_route(struct conn *c, struct plan *p, const char *req_body)
+{
+    struct server *s = c->srv;
+    const struct request *r = &c->req;
+    const struct ingest_step *st = &c->istep;
+
+    s->i_requests++;
+    if (st->kind == STEP_RESET) {
+        size_t n = ingest_take(s, r, req_body, r->body_len);
+        ingest_log(s, r, -2, n, r->body_len);
+        p->close_now = true;
+        return;
+    }
+    int status = st->kind == STEP_SLOW ? 200 : st->status;
+    if (status >= 200 && status <= 299) {
+        size_t n = ingest_take(s, r, req_body, r->body_len);
+        ingest_log(s, r, status, n, r->body_len);
+        plan_generate(p, status, "{\"ok\":true,\"records\":%zu}", n);
+    } else {
+        ingest_log(s, r, status, 0, r->body_len);
+        plan_generate(p, status, "{\"error\":\"scripted\",\"status\":%d}", status);
+    }
+    if (st->retry_after[0]) {
+        sbuf_printf(&p->hdrs, "Retry-After: %s\r\n", st->retry_after);
+    }
+}
+
+/* slow: the client went away before the body was read. */
+static void slow_gone(struct conn *c)
+{
+    struct server *s = c->srv;
+
+    s->i_requests++;
+    ingest_log(s, &c->req, -3, 0, c->req.body_len);
+    conn_close(c);
+}
+
+/*
+ * slow: start reading the body one byte per tick (bytes that came with the
+ * head are "read" one per tick too).  Returns false if c was closed.
+ */
+static bool slow_begin(struct conn *c)
+{
+    struct request *r = &c->req;
+    size_t avail = c->in.len - r->head_len;
+
+    if (avail > r->body_len) {
+        avail = r->body_len; /* pipelined bytes after the body are dropped */
+    }
+    r->body_buf = xrealloc(NULL, r->body_len ? r->body_len : 1);
+    memcpy(r->body_buf, c->in.data + r->head_len, avail);
+    c->slow_have = avail;
+    r->body_got = 0;
+    c->in.len = r->head_len;
+    if (r->body_len == 0) {
+        return handle_request(c);
+    }
+    c->state = ST_SLOW_BODY;
+    ev_io_stop(c->srv->loop, &c->rio);
+    double sec = (double)c->istep.ms / 1000.0;
+    conn_timer_arm(c, sec, sec);
+    if (r->expect_continue && !r->http10) {
+        sbuf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+        return conn_flush(c);
+    }
+    return true;
+}
+
+/* slow: one byte further. */
+static void slow_tick(struct conn *c)
+{
+    struct request *r = &c->req;
+
+    if (r->body_got < c->slow_have) {
+        r->body_got++;
+    } else {
+        ssize_t n = conn_recv(c, r->body_buf + r->body_got, 1);
+        if (n == 1) {
+            r->body_got++;
+            c->slow_have++;
+        } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            slow_gone(c);
+            return;
+        }
+    }
+    if (r->body_got < r->body_len && c->slow_have == r->body_len && !c->ssl) {
+        /* everything is buffered: notice a client that gave up */
+        char b;
+        ssize_t k = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            slow_gone(c);
+            return;
+        }
+    }
+    if (r->body_got >= r->body_len) {
+        ev_timer_stop(c->srv->loop, &c->timer);
+        handle_request(c);
+    }
+}
+
+/* Build the /__ingest response. */
+static void build_ingest(struct conn *c)
+{
+    struct server *s = c->srv;
+    const struct request *r = &c->req;
+    struct sbuf *b = &s->scratch;
+    size_t vlen = 0;
+    char *want = r->query ? query_param(r->query, r->query_len, "records", &vlen) : NULL;
+    bool with_records = want && parse_flag(want);
+
+    free(want);
+    b->len = 0;
+    sbuf_printf(b,
+                "{\"requests\":%llu,\"accepted\":%llu,\"records\":%llu,\"distinct\":%zu,"
+                "\"dup_same_key\":%llu,\"dup_other_key\":%llu,\"keyless\":%llu,\"keys\":%zu,"
+                "\"bad\":%llu,\"mode\":",
+                s->i_requests, s->i_accepted, s->i_records, s->irecs.n, s->i_dup_same,
+                s->i_dup_other, s->i_keyless, s->ikeys.n, s->i_bad);
+    struct sbuf mode = {0};
+    if (s->imode_set) {
+        step_format(&mode, &s->imode);
+    } else {
+        sbuf_puts(&mode, "ok");
+    }
+    json_string(b, mode.data, mode.len);
+    sbuf_free(&mode);
+    sbuf_puts(b, ",\"log\":[");
+    for (size_t i = 0; i < s->ilog_len; i++) {
+        const struct ingest_entry *e = &s->ilog[i];
+        sbuf_printf(b, "%s{\"n\":%llu,\"result\":%d,\"key\":", i ? "," : "", e->n, e->result);
+        json_string(b, e->key, strlen(e->key));
+        sbuf_printf(b, ",\"records\":%zu,\"bytes\":%zu,\"ms\":%.1f,\"ctype\":", e->records,
+                    e->bytes, e->ms);
+        json_string(b, e->ctype, strlen(e->ctype));
+        sbuf_puts(b, "}");
+    }
+    sbuf_puts(b, "]");
+    if (with_records) {
+        sbuf_puts(b, ",\"distinct_records\":[");
+        for (size_t i = 0; i < s->irecs.n; i++) {
+            sbuf_puts(b, i ? "," : "");
+            json_string(b, s->iorder[i]->data, s->iorder[i]->len);
+        }
+        sbuf_puts(b, "]");
+    }
+    sbuf_puts(b, "}");
+    build_simple(c, b->data, b->len);
+    if (b->cap > SCRATCH_KEEP_CAP) {
+        sbuf_free(b);
+    }
+}
+
+/* /__ingest_mode?step=STEP; false (with p->err) if STEP is bad. */
+static bool ingest_set_mode(struct conn *c, struct plan *p)
+{
+    struct server *s = c->srv;
+    const struct request *r = &c->req;
+    size_t vlen = 0;
+    char *v = r->query ? query_param(r->query, r->query_len, "step", &vlen) : NULL;
+    struct ingest_step st;
+
+    if (!v || !step_parse(v, vlen, &st)) {
+        free(v);
+        snprintf(p->err, sizeof p->err, "bad or missing step= for /__ingest_mode");
+        return false;
+    }
+    free(v);
+    s->imode = st;
+    s->imode_set = !(st.kind == STEP_STATUS && st.status == 200 && !st.retry_after[0]);
+    build_simple(c, "{\"ok\":true}", 11);
+    return true;
+}
+
+
 /*
  * A complete request (head + body) is available: build the response and
  * start sending it, or arm the delay timer.  Returns false if c was closed.
@@ -3037,6 +3764,18 @@ static bool handle_request(struct conn *c)
         char body[64];
         int n = snprintf(body, sizeof body, "{\"revoked\":%llu}", revoke_tokens(s));
         build_simple(c, body, (size_t)n);
+    } else if (path_is(r, "/__ingest")) {
+        build_ingest(c);
+    } else if (path_is(r, "/__ingest_mode")) {
+        ok = ingest_set_mode(c, &p);
+    } else if (c->ingest) {
+        ok = parse_query(&p, r->query, r->query_len);
+        if (ok) {
+            s->requests++;
+            log_request(s, r, req_body, s->requests);
+            ingest_route(c, &p, req_body);
+            build_response(c, &p, req_body, s->requests);
+        }
     } else {
         ok = parse_query(&p, r->query, r->query_len);
         if (ok) {
@@ -3104,6 +3843,15 @@ static bool process_input(struct conn *c)
         return send_error(c, rc, msg);
     }
 
+    c->ingest = false;
+    if (path_is(r, "/ingest")) {
+        if (!ingest_begin(c)) {
+            return false;
+        }
+        if (c->istep.kind == STEP_SLOW) {
+            return slow_begin(c);
+        }
+    }
     size_t avail = c->in.len - r->head_len;
     if (avail >= r->body_len) {
         return handle_request(c);
@@ -3208,6 +3956,10 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         tls_handshake(c);
         return;
     }
+    if (c->state == ST_SLOW_BODY) {
+        ev_io_stop(loop, w); /* the body is read by the timer */
+        return;
+    }
     if (c->tls_write_wants_read) {
         /* an SSL_write waits for input: retry it first */
         c->tls_write_wants_read = false;
@@ -3309,6 +4061,9 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         break;
     case ST_LINGER:
         conn_close(c);
+        break;
+    case ST_SLOW_BODY:
+        slow_tick(c);
         break;
     default:
         ev_timer_stop(loop, w);
@@ -3738,6 +4493,7 @@ int main(int argc, char **argv)
     sbuf_puts(&s->stream_chunk, "\r\n");
 
     s->loop = EV_DEFAULT;
+    s->t0 = mono_now();
     ev_io_init(&s->accept_io, accept_cb, s->listen_fd, EV_READ);
     s->accept_io.data = s;
     ev_init(&s->accept_retry, accept_retry_cb);
@@ -3772,6 +4528,7 @@ int main(int argc, char **argv)
         free(s->log);
     }
     free_fail_counters(s);
+    ingest_reset(s);
     for (size_t i = 0; i < BOMB_CACHE; i++) {
         sbuf_free(&s->bombs[i].data);
     }
