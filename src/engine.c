@@ -158,6 +158,7 @@ struct engine {
     unsigned in_flight;
     ev_timer kick;
     ev_prepare flush;
+    ev_idle more;                   /* sinks have more to deliver right away */
     ev_check iter_begin;        /* loop instrumentation */
     ev_timer grace;
     ev_timer progress;
@@ -299,7 +300,7 @@ static void engine_check_done(struct engine *e)
         /* a sink that does not drain (or keeps endpoints paused) must not
          * keep --once or a stop waiting for ever */
         char g[32];
-        log_notice("waiting up to %s for sinks to deliver %llu queued record%s",
+        log_info("waiting up to %s for sinks to deliver %llu queued record%s",
                    units_format_duration(e->cur->cfg->limits.shutdown_grace, g, sizeof(g)),
                    (unsigned long long)q, q == 1 ? "" : "s");
         ev_timer_set(&e->grace, usec_to_ev(e->cur->cfg->limits.shutdown_grace), 0.);
@@ -1629,6 +1630,15 @@ static void kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     engine_start_some(w->data);
 }
 
+/* ev_idle: nothing to do; its being active keeps the loop from blocking
+ * while a sink has records to take (flush_cb delivers them). */
+static void more_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+}
+
 /* A paused sink drains: the runs it held back start now. */
 static void engine_resume_owed(struct engine *e)
 {
@@ -1655,7 +1665,15 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     struct engine *e = w->data;
     (void)loop;
     (void)revents;
-    sinkset_deliver(&e->sinks);
+    if (sinkset_deliver(&e->sinks)) {
+        /* a sink took its share of this iteration and has more: do not
+         * block in poll, come back at once */
+        if (!ev_is_active(&e->more)) {
+            ev_idle_start(loop, &e->more);
+        }
+    } else if (ev_is_active(&e->more)) {
+        ev_idle_stop(loop, &e->more);
+    }
     if (e->owed && sinkset_take_unpaused(&e->sinks)) {
         engine_resume_owed(e);
     }
@@ -2339,6 +2357,8 @@ int engine_new(struct engine **ret, struct config *cfg, const struct engine_opti
     e->kick.data = e;
     ev_prepare_init(&e->flush, flush_cb);
     e->flush.data = e;
+    ev_idle_init(&e->more, more_cb);
+    e->more.data = e;
     ev_check_init(&e->iter_begin, iter_begin_cb);
     e->iter_begin.data = e;
     ev_timer_init(&e->grace, grace_cb, 0., 0.);
@@ -2463,7 +2483,7 @@ int engine_run(struct engine *e)
     e->st.not_run = e->queued + e->owed;
     /* the records of the aborted transfers, and whatever the sinks still
      * hold: one last delivery without the loop, then counted */
-    sinkset_deliver(&e->sinks);
+    (void)sinkset_deliver(&e->sinks);
     sinkset_finish(&e->sinks, now_usec(CLOCK_MONOTONIC) + 2 * USEC_PER_SEC);
     struct sink_counters sc;
     sinkset_totals(&e->sinks, &sc, NULL);
@@ -2531,6 +2551,7 @@ struct engine *engine_free(struct engine *e)
             ev_check_stop(e->loop, &e->iter_begin);
         }
         ev_timer_stop(e->loop, &e->kick);
+        ev_idle_stop(e->loop, &e->more);
         ev_timer_stop(e->loop, &e->grace);
         ev_timer_stop(e->loop, &e->retry_timer);
         ev_timer_stop(e->loop, &e->cond_timer);

@@ -70,9 +70,16 @@ static int run(const struct cli_args *args)
     if (r < 0) {
         log_error("stopped: %s", strerror(-r));
         status = FETCHD_EXIT_SOFTWARE;
-    } else if (st.records_lost) {
-        log_error("%llu record%s could not be written to a sink", (unsigned long long)st.records_lost,
-                  st.records_lost == 1 ? "" : "s");
+    } else if (st.records_lost || st.sinks.sync_errors) {
+        if (st.records_lost) {
+            log_error("%llu record%s could not be written to a sink",
+                      (unsigned long long)st.records_lost, st.records_lost == 1 ? "" : "s");
+        }
+        if (st.sinks.sync_errors) {
+            log_error("%llu fsync%s failed: records may have been lost",
+                      (unsigned long long)st.sinks.sync_errors,
+                      st.sinks.sync_errors == 1 ? "" : "s");
+        }
         status = FETCHD_EXIT_IOERR;
     } else if (args->once && (st.failed || st.not_run)) {
         status = FETCHD_EXIT_FETCH_FAILED;

@@ -674,8 +674,9 @@ int sinkset_reopen(struct sinkset *set, const struct config *cfg, struct sinkset
 
 #define DELIVER_ROUNDS 64
 
-void sinkset_deliver(struct sinkset *set)
+bool sinkset_deliver(struct sinkset *set)
 {
+    bool more = false;
     for (size_t i = 0; i < set->n; i++) {
         struct sink *s = set->sinks[i];
         if (!s) {
@@ -689,7 +690,9 @@ void sinkset_deliver(struct sinkset *set)
                 break; /* took nothing and asked for nothing: try next time */
             }
         }
+        more |= s->state == SINK_READY && s->head;
     }
+    return more;
 }
 
 void sinkset_rotate(struct sinkset *set)

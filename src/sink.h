@@ -275,8 +275,9 @@ bool sinkset_paused(const struct sinkset *set, const struct endpoint_cfg *ep);
 int sinkset_reopen(struct sinkset *set, const struct config *cfg, struct sinkset *old,
                    const struct config *old_cfg);
 /* Runs deliver() of every ready sink with queued records; called once per
- * loop iteration. */
-void sinkset_deliver(struct sinkset *set);
+ * loop iteration. Returns true if a ready sink still has records (the loop
+ * must not block: more on the next iteration). */
+bool sinkset_deliver(struct sinkset *set);
 /* SIGHUP without a config change: every sink reopens (log rotation). */
 void sinkset_rotate(struct sinkset *set);
 /* fetchd is stopping, or --once has nothing left to fetch: sinks send what

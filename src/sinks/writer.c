@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -76,10 +77,20 @@ static ssize_t writer_writev(struct writer *w, size_t *nrec)
 {
     struct iovec iov[WRITER_IOV];
     int n = 0;
-    size_t off = w->off;
+    size_t off = w->off, total = 0;
     for (struct sink_rec *r = sink_head(w->s); r && n < WRITER_IOV; r = r->next) {
+        size_t len = r->len - off;
+        /* a pipe takes a write of at most PIPE_BUF bytes whole or not at
+         * all (pipe(7)); a longer one may end anywhere when the pipe fills.
+         * Whole records up to PIPE_BUF per write, so that a reader that
+         * stops reading never holds part of one (only a record longer than
+         * PIPE_BUF, written alone, can be cut) */
+        if (!w->regular && n > 0 && total + len > PIPE_BUF) {
+            break;
+        }
         iov[n].iov_base = r->line + off;
-        iov[n].iov_len = r->len - off;
+        iov[n].iov_len = len;
+        total += len;
         off = 0;
         n++;
     }
@@ -128,9 +139,18 @@ int writer_deliver(struct writer *w, bool ack, size_t *unacked)
         done++;
         r = r->next;
     }
+    int short_err = 0;
     if (bytes && w->regular) {
-        /* short write: the disk filled up in the middle of a record */
-        writer_repair(w, bytes);
+        /* short write: the file system filled up in the middle of a record.
+         * Writing the rest of it tells why (ENOSPC, EDQUOT, EFBIG); then the
+         * part that reached the file is cut, so that it ends with a whole
+         * record */
+        ssize_t k2;
+        do {
+            k2 = write(w->fd, r->line + bytes, r->len - bytes);
+        } while (k2 < 0 && errno == EINTR);
+        short_err = k2 < 0 ? -errno : -ENOSPC;
+        writer_repair(w, bytes + (k2 > 0 ? (size_t)k2 : 0));
         w->off = 0;
     } else {
         w->off = done ? bytes : w->off + bytes;
@@ -140,6 +160,11 @@ int writer_deliver(struct writer *w, bool ack, size_t *unacked)
         sink_ack(s, done);
     } else if (unacked) {
         *unacked = done;
+    }
+    if (short_err && !done) {
+        /* nothing whole went out: back off like any write error */
+        sink_retry(s, 0, short_err, "write failed");
+        return short_err;
     }
     if (done < nrec && bytes && !w->regular) {
         /* the pipe took part of a record: wait until it takes more */
