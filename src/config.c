@@ -2638,6 +2638,22 @@ static void build_endpoints(struct loader *L)
             L->oom = true;
         }
     }
+    /* two stdout sinks would interleave their records on one pipe */
+    const struct sink_cfg *first = NULL;
+    for (size_t i = 0; i < cfg->n_sinks; i++) {
+        const struct sink_cfg *sc = &cfg->sinks[i];
+        if (sc->used && sc->type == &sink_type_stdout) {
+            if (first) {
+                _cleanup_free_ char *kp = mkpath("sinks", sc->name, NULL);
+                lerr(L, (struct src){NULL, 0}, false, kp,
+                     "sinks '%s' and '%s' both write to standard output; use one stdout sink "
+                     "(records of both would mix on one stream)",
+                     first->name, sc->name);
+                break;
+            }
+            first = sc;
+        }
+    }
 }
 
 void config_errors_done(struct config_errors *errs)

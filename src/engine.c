@@ -150,7 +150,7 @@ struct engine {
     struct ep_state *qhead, *qtail;
     size_t queued;
     size_t owed;                    /* endpoints with a run owed (paused sinks) */
-    bool sinks_waited;              /* the "waiting for sinks" message went out */
+    uint64_t sink_progress;         /* --once: delivered + dropped, last seen */
     struct xfer *pool;          /* owned, limits.max_concurrent entries of the first config */
     size_t pool_n;
     uint32_t max_per_host;      /* in effect (set at start) */
@@ -1575,7 +1575,9 @@ static void engine_start_some(struct engine *e)
            e->started_this_iter < ENGINE_STARTS_PER_TICK) {
         struct ep_state *s = engine_dequeue(e);
         struct xfer_req rq;
-        if (s->gen == e->cur && sinkset_paused(&e->sinks, s->cfg)) {
+        if (s->gen == e->cur && !s->cyc && sinkset_paused(&e->sinks, s->cfg)) {
+            /* (a retry, redirect or page of a fetch already running goes on:
+             * its records may take the queue to twice its bounds) */
             /* a sink of the endpoint is full with overflow "pause" */
             if (!s->owed) {
                 s->owed = true;
@@ -1673,6 +1675,18 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         }
     } else if (ev_is_active(&e->more)) {
         ev_idle_stop(loop, &e->more);
+    }
+    if (e->opt.once && !e->stopping && ev_is_active(&e->grace)) {
+        /* --once: the grace period guards against a sink that stalls, not
+         * one that is slow; it starts again whenever the sinks progress */
+        struct sink_counters c;
+        sinkset_totals(&e->sinks, &c, NULL);
+        if (c.delivered + c.dropped != e->sink_progress) {
+            e->sink_progress = c.delivered + c.dropped;
+            ev_timer_stop(loop, &e->grace);
+            ev_timer_set(&e->grace, usec_to_ev(e->cur->cfg->limits.shutdown_grace), 0.);
+            ev_timer_start(loop, &e->grace);
+        }
     }
     if (e->owed && sinkset_take_unpaused(&e->sinks)) {
         engine_resume_owed(e);
@@ -2202,6 +2216,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
                  units_format_duration(e->cur->cfg->limits.shutdown_grace, g, sizeof(g)));
         /* keep systemd's stop timeout from cutting the drain short */
         notify_extend_timeout(e->cur->cfg->limits.shutdown_grace + 5 * USEC_PER_SEC);
+        ev_timer_stop(loop, &e->grace); /* --once may have started it */
         ev_timer_set(&e->grace, usec_to_ev(e->cur->cfg->limits.shutdown_grace), 0.);
         ev_timer_start(loop, &e->grace);
         return;

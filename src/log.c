@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,8 +209,24 @@ static void log_stderr(int prio, const char *msg)
     if (log_before_write) {
         log_before_write();
     }
-    ssize_t w = write(STDERR_FILENO, line, len);
-    (void)w;
+    /* stderr may share its open file description with a stdout that a
+     * stdout sink made non-blocking: wait a little rather than lose it */
+    size_t off = 0;
+    int waits = 0, saved_errno = errno;
+    while (off < len) {
+        ssize_t w = write(STDERR_FILENO, line + off, len - off);
+        if (w > 0) {
+            off += (size_t)w;
+        } else if (w < 0 && errno == EINTR) {
+            continue;
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && waits++ < 10) {
+            struct pollfd pfd = {.fd = STDERR_FILENO, .events = POLLOUT};
+            (void)poll(&pfd, 1, 10);
+        } else {
+            break;
+        }
+    }
+    errno = saved_errno;
 }
 
 #if HAVE_SYSTEMD

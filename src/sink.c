@@ -162,6 +162,8 @@ static void q_check_unpause(struct sink *s)
     }
 }
 
+static bool q_drop_oldest(struct sink *s);
+
 /* Moves the records from does not hold to the tail of to's queue (a reload
  * that changed a sink's definition); the counters move with them. */
 static void q_move(struct sink *from, struct sink *to)
@@ -184,6 +186,17 @@ static void q_move(struct sink *from, struct sink *to)
     from->tail = last;
     from->c.produced -= n;
     to->c.produced += n;
+    /* the new bounds apply: pause, or drop the oldest (counted) */
+    unsigned factor = to->cfg->overflow == SINK_PAUSE ? 2 : 1;
+    while (to->queued > to->cfg->max_records * factor ||
+           to->queued_bytes > to->cfg->max_bytes * factor) {
+        if (!q_drop_oldest(to)) {
+            break;
+        }
+    }
+    if (to->cfg->overflow == SINK_PAUSE && !to->paused && q_full(to, 0, 1)) {
+        to->paused = true;
+    }
     if (n) {
         log_sink(LOG_INFO, to->name, "took over %llu queued record%s from the old definition",
                  (unsigned long long)n, n == 1 ? "" : "s");
@@ -655,7 +668,7 @@ int sinkset_reopen(struct sinkset *set, const struct config *cfg, struct sinkset
     if (old) {
         /* the sinks the new config does not keep: a last delivery, then
          * whatever they still hold is counted (and logged) as lost */
-        sinkset_finish(old, now_usec(CLOCK_MONOTONIC) + USEC_PER_SEC);
+        sinkset_finish(old, now_usec(CLOCK_MONOTONIC) + USEC_PER_SEC / 5);
         n.closed = old->closed;
         for (size_t i = 0; i < old->n; i++) {
             struct sink *s = old->sinks[i];

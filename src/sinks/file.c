@@ -63,6 +63,8 @@ struct file_sink {
     usec_t check_at;        /* CLOCK_MONOTONIC: next check of the path */
     dev_t dev;
     ino_t ino;
+    int fsync_err;          /* the last fsync error, 0 after a success */
+    usec_t fsync_log_at;    /* CLOCK_MONOTONIC: next time it may be logged */
 };
 
 static int file_check(const struct sink_cfg *cfg, char *err, size_t errlen)
@@ -93,11 +95,25 @@ static int file_check(const struct sink_cfg *cfg, char *err, size_t errlen)
 
 static int file_open_fd(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+    /* O_NONBLOCK: opening a FIFO nobody reads must not block the loop
+     * (ENXIO instead); it is cleared again for anything but a FIFO */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0640);
     if (fd < 0) {
         int r = -errno;
-        snprintf(err, errlen, "cannot open \"%s\" for appending: %s", path, strerror(errno));
+        if (errno == ENXIO) {
+            snprintf(err, errlen, "cannot open \"%s\": it is a FIFO with no reader", path);
+        } else {
+            snprintf(err, errlen, "cannot open \"%s\" for appending: %s", path,
+                     strerror(errno));
+        }
         return r;
+    }
+    struct stat fst;
+    if (fstat(fd, &fst) == 0 && !S_ISFIFO(fst.st_mode)) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0) {
+            (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+        }
     }
     struct stat st;
     if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -140,10 +156,17 @@ static int file_fsync(struct sink *s, struct file_sink *f, uint64_t records)
         return 0;
     }
     if (fsync(f->fd) == 0) {
+        f->fsync_err = 0;
         return 0;
     }
     int r = -errno;
     s->c.sync_errors++;
+    usec_t now = now_usec(CLOCK_MONOTONIC);
+    if (r == f->fsync_err && now < f->fsync_log_at) {
+        return r; /* counted; logged at most once a minute while it repeats */
+    }
+    f->fsync_err = r;
+    f->fsync_log_at = now + 60 * USEC_PER_SEC;
     log_sink(LOG_ERR, s->name,
              "fsync of \"%s\" failed: %s; the %llu record%s written since the last successful "
              "fsync may not be on disk (possible data loss; not retried)",
@@ -181,11 +204,21 @@ static int file_switch(struct sink *s, struct file_sink *f, const char *why)
         return fd;
     }
     (void)file_sync(s);
+    if (f->w.off) {
+        /* half a record is in the old pipe: end that line there, count the
+         * record as lost, and start the new file at a record boundary */
+        f->w.off = 0;
+        ssize_t k = write(f->fd, "\n", 1);
+        (void)k;
+        sink_fail(s, 1, 0, "a record was cut off by a reopen");
+    }
     writer_done(&f->w);
     if (close(f->fd) < 0) {
         log_sink(LOG_ERR, s->name, "closing the old \"%s\" failed: %s", f->path, strerror(errno));
     }
     file_adopt(s, f, fd);
+    s->locked = 0;
+    sink_ready(s); /* it may have waited for the old pipe's watcher */
     if (why) {
         log_sink(LOG_NOTICE, s->name, "\"%s\" %s; writing to a new file by that name", f->path,
                  why);

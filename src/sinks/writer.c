@@ -64,12 +64,26 @@ void writer_init(struct writer *w, struct sink *s, int fd)
 static void writer_repair(struct writer *w, size_t partial)
 {
     struct stat st;
-    if (partial && fstat(w->fd, &st) == 0 && (size_t)st.st_size >= partial) {
-        if (ftruncate(w->fd, st.st_size - (off_t)partial) < 0) {
-            log_sink(LOG_ERR, w->s->name,
-                     "cannot remove a partial record after a short write: %s", strerror(errno));
-        }
+    /* the offset is just past our partial bytes (with or without O_APPEND) */
+    off_t end = lseek(w->fd, 0, SEEK_CUR);
+    if (!partial || end < (off_t)partial || fstat(w->fd, &st) < 0) {
+        return;
     }
+    if (st.st_size != end) {
+        /* another process appended after our partial record: cutting
+         * would cut its data */
+        log_sink(LOG_ERR, w->s->name,
+                 "cannot remove a partial record: the file grew after it (another writer?)");
+        return;
+    }
+    if (ftruncate(w->fd, end - (off_t)partial) < 0) {
+        log_sink(LOG_ERR, w->s->name, "cannot remove a partial record after a short write: %s",
+                 strerror(errno));
+        return;
+    }
+    /* without O_APPEND (stdout redirected to a file) the next write must
+     * not leave a hole */
+    (void)lseek(w->fd, end - (off_t)partial, SEEK_SET);
 }
 
 /* One writev() of the queue's head. Returns bytes written or -errno. */
@@ -114,11 +128,20 @@ int writer_deliver(struct writer *w, bool ack, size_t *unacked)
     if (unacked) {
         *unacked = 0;
     }
-    ssize_t k = writer_writev(w, &nrec);
+    ssize_t k = w->broken ? -EPIPE : writer_writev(w, &nrec);
     if (k == -EAGAIN || k == -EWOULDBLOCK) {
         sink_wait(s, w->off ? 1 : 0);
         ev_io_start(s->loop, &w->io);
         return 0;
+    }
+    if (k == -EPIPE && w->fd == STDOUT_FILENO) {
+        /* the reader of standard output is gone and cannot come back */
+        w->broken = true;
+    }
+    if (w->broken) {
+        w->off = 0;
+        sink_fail(s, s->queued, -EPIPE, "the reader of standard output is gone");
+        return -EPIPE;
     }
     if (k < 0) {
         if (w->off) {

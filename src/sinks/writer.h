@@ -34,6 +34,7 @@ struct writer {
     size_t off;          /* bytes of the head record already written (pipes) */
     ev_io io;            /* EV_WRITE watcher while a pipe/socket is full */
     uint64_t written;    /* records written since the last writer_take_written() */
+    bool broken;         /* stdout's reader is gone (EPIPE): records fail */
 };
 
 /* Takes fd (not owned: the caller closes it). */
