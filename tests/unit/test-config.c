@@ -118,6 +118,8 @@ static const struct bad_case bad_cases[] = {
      "sinks.o: \"queue_max_bytes\" must be at least 4KiB"},
     {"sink backoff order", "{\"sinks\": {\"o\": {\"type\": \"stdout\", \"retry_backoff\": \"10s\", \"retry_max_backoff\": \"1s\"}}, \"endpoints\": {\"a\": {\"url\": \"http://x/\", \"sinks\": [\"o\"]}}}",
      "sinks.o: \"retry_max_backoff\" must not be below \"retry_backoff\""},
+    {"two stdout sinks", "{\"sinks\": {\"a\": {\"type\": \"stdout\"}, \"b\": {\"type\": \"stdout\", \"records\": \"errors\"}}, \"endpoints\": {\"x\": {\"url\": \"http://x/\", \"sinks\": [\"a\", \"b\"]}}}",
+     "sinks.b: sinks 'a' and 'b' both write to standard output"},
     {"plugin missing file", "{\"sinks\": {\"o\": {\"type\": \"plugin\", \"path\": \"/nonexistent/x.so\"}}, \"endpoints\": {\"a\": {\"url\": \"http://x/\", \"sinks\": [\"o\"]}}}",
      "sinks.o.path: plugin \"/nonexistent/x.so\" cannot be found (No such file or directory)"},
     {"plugin not a shared object", "{\"sinks\": {\"o\": {\"type\": \"plugin\", \"path\": \"/etc/hostname\"}}, \"endpoints\": {\"a\": {\"url\": \"http://x/\", \"sinks\": [\"o\"]}}}",
