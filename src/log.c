@@ -211,6 +211,10 @@ static void log_stderr(int prio, const char *msg)
     }
     /* stderr may share its open file description with a stdout that a
      * stdout sink made non-blocking: wait a little rather than lose it */
+    /* once a line was lost that way the reader has stopped: no waiting
+     * again until a line goes through (waiting per line would stall the
+     * loop) */
+    static bool stuck;
     size_t off = 0;
     int waits = 0, saved_errno = errno;
     while (off < len) {
@@ -219,12 +223,17 @@ static void log_stderr(int prio, const char *msg)
             off += (size_t)w;
         } else if (w < 0 && errno == EINTR) {
             continue;
-        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && waits++ < 10) {
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && !stuck &&
+                   waits++ < 10) {
             struct pollfd pfd = {.fd = STDERR_FILENO, .events = POLLOUT};
             (void)poll(&pfd, 1, 10);
         } else {
+            stuck = w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
             break;
         }
+    }
+    if (off == len) {
+        stuck = false;
     }
     errno = saved_errno;
 }

@@ -2,6 +2,7 @@
  * to an exit status. Everything else lives in the fetchd-core library. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -117,8 +118,24 @@ static int run(const struct cli_args *args)
     return status;
 }
 
+/* fds 0-2 closed at start-up would be reused by the event loop or a sink
+ * (records written into epoll's fd): they get /dev/null. */
+static void main_fill_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+            int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+            if (n >= 0 && n != fd) {
+                (void)dup2(n, fd);
+                close(n);
+            }
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
+    main_fill_std_fds();
     struct cli_args args;
     char err[512];
     /* a closed pipe must be an EPIPE on that write, never a dead daemon */

@@ -63,6 +63,7 @@ struct file_sink {
     usec_t check_at;        /* CLOCK_MONOTONIC: next check of the path */
     dev_t dev;
     ino_t ino;
+    bool reopen_pending;    /* a reopen waits for a partial record */
     int fsync_err;          /* the last fsync error, 0 after a success */
     usec_t fsync_log_at;    /* CLOCK_MONOTONIC: next time it may be logged */
 };
@@ -275,6 +276,8 @@ static int file_open(struct sink *s, char *err, size_t errlen)
     return 0;
 }
 
+static int file_reopen(struct sink *s);
+
 static void file_deliver(struct sink *s)
 {
     struct file_sink *f = s->priv;
@@ -284,6 +287,9 @@ static void file_deliver(struct sink *s)
     size_t unacked = 0;
     bool always = f->policy == FSYNC_ALWAYS && f->is_reg;
     (void)writer_deliver(&f->w, !always, &unacked);
+    if (f->reopen_pending && !f->w.off) {
+        (void)file_reopen(s); /* the partial record is complete now */
+    }
     if (always) {
         f->w.written = 0;
         if (unacked) {
@@ -330,6 +336,13 @@ static int file_reopen(struct sink *s)
 {
     struct file_sink *f = s->priv;
     file_settings(f, s->cfg); /* the config may be a new one */
+    if (f->w.off) {
+        /* a FIFO holds part of a record: the reader gets the rest first,
+         * then the reopen happens (file_deliver) */
+        f->reopen_pending = true;
+        return 0;
+    }
+    f->reopen_pending = false;
     int r = file_switch(s, f, NULL);
     if (r < 0) {
         log_sink(LOG_ERR, s->name, "cannot reopen \"%s\": %s; still writing to the old file",
