@@ -549,6 +549,11 @@ bool json_array_next(const char *t, size_t len, size_t *pos, size_t *ret_off, si
 
 int json_unescape(const char *t, size_t len, struct buf *out)
 {
+    return json_unescape_flags(t, len, out, 0);
+}
+
+int json_unescape_flags(const char *t, size_t len, struct buf *out, unsigned flags)
+{
     if (len < 2 || t[0] != '"' || t[len - 1] != '"') {
         return -EINVAL;
     }
@@ -580,7 +585,7 @@ int json_unescape(const char *t, size_t len, struct buf *out)
                         i += 6;
                     }
                 }
-                if (cp == 0) {
+                if (cp == 0 && !(flags & JSON_UNESCAPE_NUL)) {
                     return -EINVAL;
                 }
                 char u[4];

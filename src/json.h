@@ -51,6 +51,10 @@ bool json_array_next(const char *t, size_t len, size_t *pos, size_t *ret_off, si
  * quotes) to out, unescaped, NUL-terminated. Returns 0, -EINVAL (not a
  * string, or it holds a NUL) or -ENOMEM. */
 int json_unescape(const char *t, size_t len, struct buf *out);
+/* The same; with JSON_UNESCAPE_NUL a "\u0000" becomes a NUL byte in out
+ * (for binary-safe consumers, which use out->len) instead of -EINVAL. */
+#define JSON_UNESCAPE_NUL 1u
+int json_unescape_flags(const char *t, size_t len, struct buf *out, unsigned flags);
 
 /* Length of a valid UTF-8 sequence starting at s (at most n bytes), or 0. */
 size_t json_utf8_len(const unsigned char *s, size_t n);

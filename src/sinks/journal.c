@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "jfield.h"
+#include "json.h"
 #include "log.h"
 #include "sink.h"
 #include "util/buf.h"
@@ -238,127 +239,14 @@ static bool obj_next(const char *t, size_t len, size_t *pos, struct span *key,
     return true;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/* Four hex digits at t[i..i+4) (i + 4 <= end), or -1. */
-static long hex4(const char *t, size_t i, size_t end)
-{
-    if (i + 4 > end) {
-        return -1;
-    }
-    long v = 0;
-    for (size_t k = 0; k < 4; k++) {
-        int h = hexval(t[i + k]);
-        if (h < 0) {
-            return -1;
-        }
-        v = v * 16 + h;
-    }
-    return v;
-}
-
-static int put_utf8(struct buf *out, unsigned long cp)
-{
-    char u[4];
-    size_t n;
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xc0 | (cp >> 6));
-        u[1] = (char)(0x80 | (cp & 0x3f));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xe0 | (cp >> 12));
-        u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        u[2] = (char)(0x80 | (cp & 0x3f));
-        n = 3;
-    } else {
-        u[0] = (char)(0xf0 | (cp >> 18));
-        u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-        u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        u[3] = (char)(0x80 | (cp & 0x3f));
-        n = 4;
-    }
-    return buf_append(out, u, n);
-}
-
 /* The value of the string literal s (quotes included) into out (reset
- * first). Unlike json_unescape(), "\u0000" becomes a NUL byte: field values
- * are binary-safe. A lone surrogate becomes U+FFFD. Returns 0, -EINVAL or
+ * first). "\u0000" becomes a NUL byte: field values are binary-safe. The
+ * record's JSON was validated (no lone surrogates). Returns 0, -EINVAL or
  * -ENOMEM. */
 static int unescape(struct span s, struct buf *out)
 {
     buf_reset(out);
-    if (s.n < 2 || s.p[0] != '"' || s.p[s.n - 1] != '"') {
-        return -EINVAL;
-    }
-    const char *t = s.p;
-    size_t end = s.n - 1; /* the closing quote */
-    size_t i = 1;
-    while (i < end) {
-        size_t run = i;
-        while (run < end && t[run] != '\\') {
-            run++;
-        }
-        if (run > i) {
-            int r = buf_append(out, t + i, run - i);
-            if (r < 0) {
-                return r;
-            }
-            i = run;
-            continue;
-        }
-        if (i + 1 >= end) {
-            return -EINVAL;
-        }
-        char c = t[i + 1];
-        i += 2;
-        int r;
-        switch (c) {
-        case 'b': r = buf_putc(out, '\b'); break;
-        case 'f': r = buf_putc(out, '\f'); break;
-        case 'n': r = buf_putc(out, '\n'); break;
-        case 'r': r = buf_putc(out, '\r'); break;
-        case 't': r = buf_putc(out, '\t'); break;
-        case 'u': {
-            long cp = hex4(t, i, end);
-            if (cp < 0) {
-                return -EINVAL;
-            }
-            i += 4;
-            if (cp >= 0xd800 && cp <= 0xdbff && i + 6 <= end && t[i] == '\\' && t[i + 1] == 'u') {
-                long lo = hex4(t, i + 2, end);
-                if (lo >= 0xdc00 && lo <= 0xdfff) {
-                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                    i += 6;
-                }
-            }
-            if (cp >= 0xd800 && cp <= 0xdfff) {
-                cp = 0xfffd;
-            }
-            r = put_utf8(out, (unsigned long)cp);
-            break;
-        }
-        default: r = buf_putc(out, c); break; /* " \ / */
-        }
-        if (r < 0) {
-            return r;
-        }
-    }
-    return out->data ? 0 : buf_puts(out, "");
+    return json_unescape_flags(s.p, s.n, out, JSON_UNESCAPE_NUL);
 }
 
 /* ---- building the entry ----------------------------------------------------- */

@@ -910,6 +910,19 @@ START_TEST(unescape_appends)
 }
 END_TEST
 
+START_TEST(unescape_nul_flag)
+{
+    struct buf b = {0};
+    /* without the flag a NUL is refused, with it it is a byte of the value */
+    ck_assert_int_eq(json_unescape(S("\"a\\u0000b\""), &b), -EINVAL);
+    buf_reset(&b);
+    ck_assert_int_eq(json_unescape_flags(S("\"a\\u0000b\""), &b, JSON_UNESCAPE_NUL), 0);
+    ck_assert_uint_eq(b.len, 3);
+    ck_assert(memcmp(b.data, "a\0b", 3) == 0);
+    buf_done(&b);
+}
+END_TEST
+
 static Suite *json_suite(void)
 {
     Suite *s = suite_create("json");
@@ -951,6 +964,7 @@ static Suite *json_suite(void)
     tcase_add_loop_test(tc, unescape, 0, N_ELEMS(unescape_cases));
     tcase_add_loop_test(tc, unescape_rejects, 0, N_ELEMS(unescape_bad));
     tcase_add_test(tc, unescape_appends);
+    tcase_add_test(tc, unescape_nul_flag);
     suite_add_tcase(s, tc);
 
     return s;
