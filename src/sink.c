@@ -821,6 +821,10 @@ const struct sink *sinkset_problem(const struct sinkset *set)
 
 void sinkset_summary(struct sinkset *set, usec_t now, usec_t interval, bool force)
 {
+    if (!force && !set->summary_at) {
+        set->summary_at = now + interval; /* the first one after an interval */
+        return;
+    }
     if (!force && (!interval || now < set->summary_at)) {
         return;
     }

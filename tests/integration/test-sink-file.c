@@ -1225,8 +1225,11 @@ START_TEST(test_overflow_pause)
            diag());
     ensure(o1 >= o0 + 5, "the other endpoint stopped too: %ld, then %ld requests%s", o0, o1,
            diag());
+    /* a periodic summary (stats_interval 1s; the first comes one interval
+     * after start) shows the paused sink full and nothing dropped */
     struct sum s;
-    summaries("p", &s, NULL, NULL, NULL);
+    ensure(wait_summary("p", sum_queue_full, 5 * tu_slack(), &s),
+           "no summary of the paused sink%s", diag());
     ensure(s.dropped == 0, "records dropped although paused%s", diag());
 
     ensure(unlink(gc(tu_fmt("%s/filler", m))) == 0, "unlink: %s", strerror(errno));
