@@ -721,6 +721,10 @@ static int load_file(struct loader *L, const char *path)
     unsigned idx = (unsigned)L->n_files++;
     char err[256];
     int r = read_file(path, &f->text, &f->len, err, sizeof(err));
+    if (r == -ENOMEM) {
+        L->oom = true;
+        return r;
+    }
     if (r < 0) {
         lerr(L, (struct src){NULL, idx}, false, NULL, "%s", err);
         return r;
@@ -1663,7 +1667,10 @@ static void build_auth(struct loader *L, struct src s, const char *path, struct 
         if (!tu.node) {
             lerr(L, s, false, path, "oauth2 needs \"token_url\"");
         } else if (get_string(L, tu, p1, &str) == 0) {
-            if (url_validate(str, err, sizeof(err)) < 0) {
+            int ur = url_validate(str, err, sizeof(err));
+            if (ur == -ENOMEM) {
+                L->oom = true;
+            } else if (ur < 0) {
                 lerr(L, tu, false, p1, "%s", err);
             } else {
                 a->token_url = arena_str(L, str);
@@ -2345,7 +2352,12 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
         switch ((enum ep_key)k) {
         case EK_URL:
             if (get_string(L, s, kp, &str) == 0) {
-                if (url_validate_schemes(str, ep->x->scheme_mask, err, sizeof(err)) < 0) {
+                int ur = url_validate_schemes(str, ep->x->scheme_mask, err, sizeof(err));
+                if (ur == -ENOMEM) {
+                    L->oom = true;
+                    break;
+                }
+                if (ur < 0) {
                     lerr(L, s, false, kp, "%s", err);
                     break;
                 }

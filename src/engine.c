@@ -156,6 +156,12 @@ struct engine {
     uint32_t max_per_host;      /* in effect (set at start) */
     struct xfer *free_xfers;
     unsigned in_flight;
+    /* out of file descriptors: at most fd_cap transfers (0: no cap), none
+     * started before fd_until, see engine_fd_defer */
+    unsigned fd_cap;
+    usec_t fd_until, fd_backoff;
+    usec_t fd_logged;
+    uint64_t fd_unlogged;
     ev_timer kick;
     ev_prepare flush;
     ev_idle more;                   /* sinks have more to deliver right away */
@@ -208,6 +214,8 @@ struct engine {
 static struct engine *progress_engine; /* for the log hook */
 
 static void engine_start_some(struct engine *e);
+static bool engine_fd_defer(struct engine *e, struct ep_state *s, const struct xfer *x);
+static void engine_fd_recover(struct engine *e);
 static void cond_free(struct cond *c);
 static void cycle_destroy(struct cycle *c);
 static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -587,7 +595,7 @@ static void gen_free(struct gen *g)
     if (!g) {
         return;
     }
-    for (size_t i = 0; i < g->n_eps; i++) {
+    for (size_t i = 0; g->eps && i < g->n_eps; i++) {
         cycle_destroy(g->eps[i].cyc); /* only at exit: a live cycle holds a reference */
         cond_free(g->eps[i].cond);
     }
@@ -1510,6 +1518,15 @@ static void engine_xfer_done(void *userdata, CURL *easy, CURLcode res)
     char *loc = NULL;
     bool going_on = false;
 
+    if (xfer_out_of_fds(x, res)) {
+        if (engine_fd_defer(e, s, x)) {
+            engine_release_xfer(e, x);
+            engine_check_done(e);
+            return;
+        }
+    } else {
+        engine_fd_recover(e);
+    }
     enum xfer_outcome o = xfer_result(x, res, &rec, msg, sizeof(msg), &loc);
     rec.attempts = s->cyc ? s->cyc->attempt : 1;
     rec.page = s->cfg->x->page_mode ? (s->cyc ? s->cyc->page : 1) : 0;
@@ -1561,6 +1578,83 @@ static void engine_xfer_done(void *userdata, CURL *easy, CURLcode res)
     engine_check_done(e);
 }
 
+/* ---- running out of file descriptors ------------------------------------ */
+
+/* A socket() that failed with EMFILE/ENFILE defers the transfer instead of
+ * failing it (nothing was sent): the cycle waits in the retry heap without
+ * counting an attempt, at most as many transfers as were still running may
+ * run, and none starts for a backoff (50 ms, doubling to 2 s while nothing
+ * else completes). Each transfer that completes raises the cap by one, so
+ * fetchd settles just under the limit instead of failing fetches. */
+#define ENGINE_FD_BACKOFF_MIN (50 * USEC_PER_MSEC)
+#define ENGINE_FD_BACKOFF_MAX (2 * USEC_PER_SEC)
+#define ENGINE_FD_LOG_EVERY (10 * USEC_PER_SEC)
+
+static bool engine_fd_defer(struct engine *e, struct ep_state *s, const struct xfer *x)
+{
+    if (e->stopping || s->gen != e->cur) {
+        return false; /* an error record instead */
+    }
+    struct cycle *c = cycle_get(e, s);
+    if (!c) {
+        return false;
+    }
+    usec_t now = now_usec(CLOCK_MONOTONIC);
+    e->fd_backoff = e->fd_backoff ? e->fd_backoff * 2 : ENGINE_FD_BACKOFF_MIN;
+    if (e->fd_backoff > ENGINE_FD_BACKOFF_MAX) {
+        e->fd_backoff = ENGINE_FD_BACKOFF_MAX;
+    }
+    e->fd_until = now + e->fd_backoff;
+    unsigned others = e->in_flight - 1; /* this one is ending */
+    e->fd_cap = others ? others : 1;
+    c->wake = e->fd_until;
+    if (heap_push(e, s) < 0) {
+        return false;
+    }
+    e->st.fd_deferred++;
+    e->fd_unlogged++;
+    if (!e->fd_logged || now - e->fd_logged >= ENGINE_FD_LOG_EVERY) {
+        struct rlimit rl = {0};
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+        log_warning("out of file descriptors (socket(): %s; RLIMIT_NOFILE %llu): %llu "
+                    "transfer%s deferred, running at most %u at once; raise LimitNOFILE= "
+                    "(ulimit -n) or lower limits.max_concurrent",
+                    strerror(x->sock_errno), (unsigned long long)rl.rlim_cur,
+                    (unsigned long long)e->fd_unlogged, e->fd_unlogged == 1 ? "" : "s",
+                    e->fd_cap);
+        e->fd_logged = now;
+        e->fd_unlogged = 0;
+    }
+    return true;
+}
+
+/* A transfer ended having had its socket: the cap grows back. */
+static void engine_fd_recover(struct engine *e)
+{
+    e->fd_backoff = 0;
+    if (e->fd_cap && ++e->fd_cap >= e->pool_n) {
+        e->fd_cap = 0;
+        log_info("file descriptors suffice again: back to limits.max_concurrent (%zu)",
+                 e->pool_n);
+    }
+}
+
+/* Whether another transfer may start now; when not, *wait is how long
+ * (0: until a running transfer ends). */
+static bool engine_fd_may_start(struct engine *e, usec_t *wait)
+{
+    *wait = 0;
+    if (!e->fd_cap) {
+        return true;
+    }
+    usec_t now = now_usec(CLOCK_MONOTONIC);
+    if (now < e->fd_until) {
+        *wait = e->fd_until - now;
+        return false;
+    }
+    return e->in_flight < e->fd_cap;
+}
+
 /* A transfer that could not even start still produces a record. */
 static void engine_fail_start(struct engine *e, struct ep_state *s, int err)
 {
@@ -1571,8 +1665,9 @@ static void engine_fail_start(struct engine *e, struct ep_state *s, int err)
 
 static void engine_start_some(struct engine *e)
 {
-    while (!e->stopping && e->free_xfers && e->qhead &&
-           e->started_this_iter < ENGINE_STARTS_PER_TICK) {
+    usec_t fd_wait = 0;
+    while (!e->stopping && e->free_xfers && e->started_this_iter < ENGINE_STARTS_PER_TICK &&
+           engine_fd_may_start(e, &fd_wait) && e->qhead) {
         struct ep_state *s = engine_dequeue(e);
         struct xfer_req rq;
         if (s->gen == e->cur && !s->cyc && sinkset_paused(&e->sinks, s->cfg)) {
@@ -1618,8 +1713,12 @@ static void engine_start_some(struct engine *e)
         usec_t now = now_usec(CLOCK_MONOTONIC);
         hist_add(&e->start_lateness, now > s->queued_due ? now - s->queued_due : 0);
     }
-    if (!e->stopping && e->free_xfers && e->qhead && !ev_is_active(&e->kick)) {
+    if (!e->stopping && e->free_xfers && e->qhead && !ev_is_active(&e->kick) &&
+        engine_fd_may_start(e, &fd_wait)) {
         ev_timer_set(&e->kick, 0., 0.); /* the rest on the next iteration */
+        ev_timer_start(e->loop, &e->kick);
+    } else if (!e->stopping && e->qhead && fd_wait && !ev_is_active(&e->kick)) {
+        ev_timer_set(&e->kick, usec_to_ev(fd_wait), 0.); /* after the fd backoff */
         ev_timer_start(e->loop, &e->kick);
     }
     engine_check_done(e);

@@ -31,6 +31,7 @@ struct engine_stats {
     uint64_t records_lost; /* records sinks could not deliver */
     struct sink_counters sinks; /* all sinks, at exit */
     bool interrupted;    /* stopped by a signal */
+    uint64_t fd_deferred; /* transfers deferred for lack of file descriptors */
     /* loop health, in microseconds */
     uint64_t iterations;   /* loop iterations */
     uint64_t busy_p99;     /* time one iteration kept the loop from polling */

@@ -8,17 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "fetchd-build.h"
 
-#if HAVE_SYSTEMD
-/* fetchd passes CODE_FILE/LINE/FUNC itself (of the caller, not of log.c) */
-#define SD_JOURNAL_SUPPRESS_LOCATION 1
-#include <systemd/sd-journal.h>
-#endif
 
 static int log_level = LOG_NOTICE;
 static bool log_journal_stream; /* stderr is connected to journald */
@@ -239,11 +236,64 @@ static void log_stderr(int prio, const char *msg)
 }
 
 #if HAVE_SYSTEMD
+/* fetchd's own client of journald's native protocol, like the journal
+ * sink's: a non-blocking datagram socket. sd_journal_sendv() uses a
+ * blocking one, so a stalled journald would stall the loop in a log call.
+ * A message that does not fit now is dropped and counted, and the count
+ * is logged with the next message that goes through. */
+#define LOG_JOURNAL_SOCKET "/run/systemd/journal/socket"
+static int log_journal_fd = -1;
+static uint64_t log_journal_dropped;
+
+static int log_journal_connect(void)
+{
+    if (log_journal_fd >= 0) {
+        return 0;
+    }
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    struct sockaddr_un sa = {.sun_family = AF_UNIX, .sun_path = LOG_JOURNAL_SOCKET};
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int r = -errno;
+        close(fd);
+        return r;
+    }
+    /* room for a burst (journald's own clients ask for 8 MiB; the kernel
+     * caps it at wmem_max) */
+    int sz = 8 * 1024 * 1024;
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+    log_journal_fd = fd;
+    return 0;
+}
+
+/* Sends "KEY=value" fields (no newline in any value) as one entry. */
+static int log_journal_send(struct iovec *fields, int n)
+{
+    struct iovec iov[2 * 20];
+    int k = 0;
+    for (int i = 0; i < n && k + 2 <= (int)(sizeof(iov) / sizeof(iov[0])); i++) {
+        iov[k++] = fields[i];
+        iov[k++] = (struct iovec){.iov_base = (char *)"\n", .iov_len = 1};
+    }
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)k};
+    ssize_t w;
+    do {
+        w = sendmsg(log_journal_fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (w < 0 && errno == EINTR);
+    return w < 0 ? -errno : 0;
+}
+
 static int log_journal(int prio, const struct log_fields *f, const char *file, int line,
                        const char *func, const char *msg)
 {
+    int r = log_journal_connect();
+    if (r < 0) {
+        return r; /* no journald: stderr */
+    }
     char b[16][320];
-    struct iovec iov[16];
+    struct iovec iov[17];
     int n = 0;
 #define ADD(...)                                                                                   \
     do {                                                                                           \
@@ -252,16 +302,13 @@ static int log_journal(int prio, const struct log_fields *f, const char *file, i
         iov[n].iov_len = _l < 0 ? 0 : ((size_t)_l < sizeof(b[n]) ? (size_t)_l : sizeof(b[n]) - 1); \
         n++;                                                                                       \
     } while (0)
-    /* MESSAGE may be long: point at it instead of copying */
-    static const char mkey[] = "MESSAGE=";
-    char *mbuf = malloc(sizeof(mkey) + strlen(msg));
-    if (mbuf) {
-        memcpy(mbuf, mkey, sizeof(mkey) - 1);
-        strcpy(mbuf + sizeof(mkey) - 1, msg);
-        iov[n].iov_base = mbuf;
-        iov[n].iov_len = strlen(mbuf);
-        n++;
-    }
+    /* MESSAGE may be long: the key and the text as two pieces of one field
+     * would need a writev per field; one buffer is simpler */
+    char mbuf[sizeof("MESSAGE=") + 4096];
+    int ml = snprintf(mbuf, sizeof(mbuf), "MESSAGE=%s", msg);
+    iov[n].iov_base = mbuf;
+    iov[n].iov_len = ml < 0 ? 0 : ((size_t)ml < sizeof(mbuf) ? (size_t)ml : sizeof(mbuf) - 1);
+    n++;
     ADD("PRIORITY=%d", prio);
     ADD("SYSLOG_IDENTIFIER=fetchd");
     ADD("CODE_FILE=%s", file);
@@ -298,12 +345,30 @@ static int log_journal(int prio, const struct log_fields *f, const char *file, i
             ADD("FETCHD_BYTES=%lld", (long long)f->bytes);
         }
     }
-#undef ADD
     /* values must not contain newlines in this simple form: MESSAGE was
      * flattened by the caller, the fields are fetchd's own or validated */
-    int r = sd_journal_sendv(iov, n);
-    free(mbuf);
-    return r;
+    r = log_journal_send(iov, n);
+    if (r == -EAGAIN || r == -EWOULDBLOCK || r == -ENOBUFS) {
+        log_journal_dropped++; /* journald is behind: never wait for it */
+        return 0;
+    }
+    if (r < 0) {
+        close(log_journal_fd); /* gone (restarted?): reconnect next time */
+        log_journal_fd = -1;
+        return r;
+    }
+    if (log_journal_dropped) {
+        n = 0;
+        ADD("MESSAGE=%llu log message%s dropped: journald did not take them in time",
+            (unsigned long long)log_journal_dropped, log_journal_dropped == 1 ? " was" : "s were");
+        ADD("PRIORITY=%d", LOG_WARNING);
+        ADD("SYSLOG_IDENTIFIER=fetchd");
+        if (log_journal_send(iov, n) == 0) {
+            log_journal_dropped = 0;
+        }
+    }
+#undef ADD
+    return 0;
 }
 #endif
 

@@ -61,7 +61,7 @@ static int run(const struct cli_args *args)
     struct engine *e = NULL;
     r = engine_new(&e, cfg, &opt);
     if (r < 0) {
-        log_error("cannot start: %s", strerror(-r));
+        log_error("cannot start: %s", r == -ENOMEM ? "out of memory" : strerror(-r));
         return r == -ENOMEM ? FETCHD_EXIT_SOFTWARE : FETCHD_EXIT_OSERR;
     }
     r = engine_run(e);
@@ -100,6 +100,11 @@ static int run(const struct cli_args *args)
                  st.start_lateness_p50 / 1e3, st.start_lateness_p99 / 1e3,
                  st.start_lateness_max / 1e3);
     }
+    if (st.fd_deferred) {
+        log_notice("%llu transfer%s waited for a file descriptor (see the file descriptor "
+                   "limit above)",
+                   (unsigned long long)st.fd_deferred, st.fd_deferred == 1 ? "" : "s");
+    }
     log_info("loop: %llu iterations, busy p99 %.3f ms, max %.3f ms",
              (unsigned long long)st.iterations, st.busy_p99 / 1e3, st.busy_max / 1e3);
     if (args->once) {
@@ -133,8 +138,15 @@ static void main_fill_std_fds(void)
     }
 }
 
+/* Defined only in the test build tests/fetchd-failalloc (allocation
+ * failure injection, tests/helpers/failalloc.c); NULL here. */
+extern void main_test_setup(void) __attribute__((weak));
+
 int main(int argc, char **argv)
 {
+    if (main_test_setup) {
+        main_test_setup();
+    }
     main_fill_std_fds();
     struct cli_args args;
     char err[512];

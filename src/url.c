@@ -130,6 +130,11 @@ int url_validate_schemes(const char *url, unsigned schemes, char *err, size_t er
         return -ENOMEM;
     }
     CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (uc == CURLUE_OUT_OF_MEMORY) {
+        snprintf(err, errlen, "out of memory");
+        curl_url_cleanup(u);
+        return -ENOMEM;
+    }
     if (uc != CURLUE_OK) {
         snprintf(err, errlen, "the URL does not parse: %s", curl_url_strerror(uc));
         curl_url_cleanup(u);
@@ -137,6 +142,11 @@ int url_validate_schemes(const char *url, unsigned schemes, char *err, size_t er
     }
     char *host = NULL;
     uc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+    if (uc == CURLUE_OUT_OF_MEMORY) {
+        snprintf(err, errlen, "out of memory");
+        curl_url_cleanup(u);
+        return -ENOMEM;
+    }
     if (uc != CURLUE_OK || !host || !*host) {
         snprintf(err, errlen, "the URL has no host");
         curl_free(host);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "config.h"
 #include "jptr.h"
@@ -33,6 +34,22 @@ static size_t xfer_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata
     return n;
 }
 
+/* CURLOPT_OPENSOCKETFUNCTION: the socket is made here so that running out
+ * of file descriptors is visible (libcurl turns it into "couldn't connect"
+ * with CURLINFO_OS_ERRNO 0); the engine then defers the transfer. */
+static curl_socket_t xfer_opensocket_cb(void *clientp, curlsocktype purpose,
+                                        struct curl_sockaddr *addr)
+{
+    struct xfer *x = clientp;
+    (void)purpose;
+    int fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd < 0) {
+        x->sock_errno = errno;
+        return CURL_SOCKET_BAD;
+    }
+    return fd;
+}
+
 /* libcurl's built-in CA locations, captured once: every transfer sets
  * CAINFO/CAPATH (no curl_easy_reset() between transfers), and NULL would
  * mean "none", not "the default". */
@@ -45,12 +62,18 @@ static void capture_defaults(CURL *c)
         return;
     }
     char *p = NULL;
+    bool ok = true;
     if (curl_easy_getinfo(c, CURLINFO_CAINFO, &p) == CURLE_OK && p) {
-        default_cainfo = strdup(p);
+        ok = (default_cainfo = strdup(p)) != NULL;
     }
     p = NULL;
-    if (curl_easy_getinfo(c, CURLINFO_CAPATH, &p) == CURLE_OK && p) {
-        default_capath = strdup(p);
+    if (curl_easy_getinfo(c, CURLINFO_CAPATH, &p) == CURLE_OK && p && ok) {
+        ok = (default_capath = strdup(p)) != NULL;
+    }
+    if (!ok) { /* out of memory: try again with the next handle */
+        free(default_cainfo);
+        default_cainfo = NULL;
+        return;
     }
     defaults_captured = true;
 }
@@ -95,6 +118,7 @@ int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const struct xfer_
     x->ep = ep;
     x->too_large = false;
     x->oom = false;
+    x->sock_errno = 0;
     x->errbuf[0] = '\0';
     x->http_version[0] = '\0';
     x->url = rq->url ? rq->url : ep->url;
@@ -151,6 +175,8 @@ int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const struct xfer_
     SET(CURLOPT_WRITEFUNCTION, xfer_write_cb);
     SET(CURLOPT_WRITEDATA, x);
     SET(CURLOPT_ERRORBUFFER, x->errbuf);
+    SET(CURLOPT_OPENSOCKETFUNCTION, xfer_opensocket_cb);
+    SET(CURLOPT_OPENSOCKETDATA, x);
     SET(CURLOPT_USERAGENT, user_agent);
     SET(CURLOPT_TIMEOUT_MS, usec_to_ms_long(ep->timeout));
     SET(CURLOPT_CONNECTTIMEOUT_MS,
@@ -453,6 +479,12 @@ enum xfer_outcome xfer_result(struct xfer *x, CURLcode res, struct record *rec, 
         if (x->oom) {
             rec->error = REC_ERR_INTERNAL;
             snprintf(msgbuf, msglen, "out of memory while receiving the body");
+            return XFER_RECORD;
+        }
+        if (xfer_out_of_fds(x, res)) {
+            rec->error = REC_ERR_CONNECT; /* when the engine cannot defer it */
+            snprintf(msgbuf, msglen, "out of file descriptors: socket(): %s",
+                     strerror(x->sock_errno));
             return XFER_RECORD;
         }
         rec->error = xfer_classify_curl(res);

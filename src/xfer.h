@@ -8,6 +8,7 @@
 #pragma once
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <stdbool.h>
 
 #include "record.h"
@@ -43,6 +44,7 @@ struct xfer {
     bool is_get;                      /* idempotent method for retries */
     bool too_large;
     bool oom;
+    int sock_errno;                   /* errno of a failed socket(), e.g. EMFILE */
     char http_version[4];
     struct xfer *next_free;
     char errbuf[CURL_ERROR_SIZE];
@@ -90,6 +92,13 @@ void xfer_release(struct xfer *x);
 void xfer_done(struct xfer *x); /* frees everything */
 
 enum record_error xfer_classify_curl(CURLcode res);
+
+/* Whether the transfer failed only because no socket could be made for
+ * lack of file descriptors (EMFILE/ENFILE): nothing was sent. */
+static inline bool xfer_out_of_fds(const struct xfer *x, CURLcode res)
+{
+    return res == CURLE_COULDNT_CONNECT && (x->sock_errno == EMFILE || x->sock_errno == ENFILE);
+}
 
 /* Parsers, exposed for tests and fuzzing. */
 /* The first rel="next" URI reference in a Link header value (RFC 8288), as

@@ -29,7 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -991,6 +994,130 @@ START_TEST(test_bad_options)
 }
 END_TEST
 
+/* ---- fetchd's own log lines ----------------------------------------------- */
+
+/* fetchd logs to journald's fixed socket, /run/systemd/journal/socket: the
+ * test runs in a child with its own mount namespace and a tmpfs on /run,
+ * where it binds the fake journald. The child reports by exit status:
+ * 0 good, 10 no namespace (skip), else the failed step (message on stderr). */
+static int own_log_child(const char *cfg_path)
+{
+    if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("tmpfs", "/run", "tmpfs", 0, "size=1m") < 0) {
+        fprintf(stderr, "no private mount namespace: %s\n", strerror(errno));
+        return 10;
+    }
+    if (mkdir("/run/systemd", 0755) < 0 || mkdir("/run/systemd/journal", 0755) < 0) {
+        return 11;
+    }
+    /* a journald that does not read: the socket fills at once */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int small = 4096;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct sockaddr_un sa = {.sun_family = AF_UNIX, .sun_path = "/run/systemd/journal/socket"};
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        return 12;
+    }
+    char *out = tu_fmt("%s/own.out", dir), *err = tu_fmt("%s/own.err", dir);
+    const char *argv[] = {tu_fetchd(), "-c", cfg_path, "--log-target", "journal",
+                          "--log-level", "debug", NULL};
+    pid_t pid = tu_spawn(argv, out, err);
+    /* stalled for 2 s while 40 endpoints fail every 50 ms: hundreds of log
+     * lines that cannot go anywhere; fetchd must go on */
+    usleep((useconds_t)(500000 * tu_slack()));
+    long r0 = tu_httpd_requests(port);
+    usleep((useconds_t)(1500000 * tu_slack()));
+    long r1 = tu_httpd_requests(port);
+    if (kill(pid, 0) < 0) {
+        fprintf(stderr, "fetchd died while journald stalled\n");
+        return 13;
+    }
+    if (r1 - r0 < 100) { /* 40 endpoints every 50 ms: ~1200 */
+        fprintf(stderr, "fetching stalled with journald: %ld requests in 1.5 s\n", r1 - r0);
+        return 17;
+    }
+    /* journald catches up: read everything; the next message after the
+     * backlog (a reload's) must come with the count of the dropped ones */
+    char *buf = malloc(FJ_BUF);
+    size_t got = 0;
+    bool dropped_msg = false, endpoint_field = false, prio_field = false, hupped = false;
+    double end = tu_now() + 10 * tu_slack();
+    while (tu_now() < end && !dropped_msg) {
+        struct entry e = {0};
+        int r = fj_recv(fd, buf, &e, MSG_DONTWAIT);
+        if (r < 0) {
+            fprintf(stderr, "bad datagram: %s\n", fj.problem);
+            return 14;
+        }
+        if (r == 0) {
+            if (!hupped) {
+                kill(pid, SIGHUP);
+                hupped = true;
+            }
+            usleep(10000);
+            continue;
+        }
+        got++;
+        const char *m = val_of(&e, "MESSAGE");
+        dropped_msg |= m && strstr(m, "log messages were dropped: journald did not take them");
+        endpoint_field |= val_of(&e, "FETCHD_ENDPOINT") != NULL;
+        prio_field |= val_of(&e, "PRIORITY") != NULL && val_of(&e, "CODE_FUNC") != NULL;
+        entry_free(&e);
+    }
+    free(buf);
+    kill(pid, SIGTERM);
+    int st = tu_wait(pid, 30 * tu_slack());
+    char *errtext = tu_read(err);
+    if (!dropped_msg || !endpoint_field || !prio_field) {
+        fprintf(stderr,
+                "%zu entries; dropped-count message %d, FETCHD_ENDPOINT %d, PRIORITY %d\n"
+                "stderr: %s\n",
+                got, dropped_msg, endpoint_field, prio_field, errtext ? errtext : "");
+        return 15;
+    }
+    if (st != 0) {
+        fprintf(stderr, "fetchd exited with %d after SIGTERM; stderr: %s\n", st,
+                errtext ? errtext : "");
+        return 16;
+    }
+    free(errtext);
+    free(out);
+    free(err);
+    return 0;
+}
+
+START_TEST(test_own_log_journald_stalled)
+{
+    char *cfg = tu_fmt("{\"defaults\": {\"interval\": \"50ms\"}, \"endpoints\": {");
+    for (int i = 0; i < 40; i++) {
+        char *n = tu_fmt("%s%s\"down%02d\": {\"url\": \"http://127.0.0.1:%d/x?status=500\"}", cfg,
+                         i ? ", " : "", i, port);
+        free(cfg);
+        cfg = n;
+    }
+    char *full = tu_fmt("%s}}", cfg);
+    char *path = tu_write(dir, "own.json", full);
+    free(cfg);
+    free(full);
+    fflush(NULL);
+    pid_t c = fork();
+    ck_assert_int_ge(c, 0);
+    if (c == 0) {
+        _exit(own_log_child(path));
+    }
+    int ws = 0;
+    ck_assert_int_eq(waitpid(c, &ws, 0), c);
+    free(path);
+    ck_assert_msg(WIFEXITED(ws), "the namespace child died");
+    if (WEXITSTATUS(ws) == 10) {
+        return; /* no private mount namespace (not root): nothing to test */
+    }
+    ck_assert_msg(WEXITSTATUS(ws) == 0,
+                  "fetchd's own logging with a stalled journald: step %d failed (see stderr)",
+                  WEXITSTATUS(ws));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sink-journal");
@@ -1004,6 +1131,7 @@ int main(void)
     tcase_add_loop_test(tc, test_journald_absent, 0, 2);
     tcase_add_test(tc, test_journald_stalled);
     tcase_add_test(tc, test_journald_restart);
+    tcase_add_test(tc, test_own_log_journald_stalled);
     tcase_add_loop_test(tc, test_bad_options, 0, 4);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
