@@ -18,6 +18,7 @@ enum {
     OPT_NO_PROGRESS,
     OPT_LOG_TARGET,
     OPT_STATE_DIR,
+    OPT_SHARD,
 };
 
 void cli_print_help(const char *argv0)
@@ -35,6 +36,8 @@ void cli_print_help(const char *argv0)
            "      --no-progress     no progress line on a terminal with --once\n"
            "      --state-dir DIR   keep conditional-request state (ETag, Last-Modified) in DIR\n"
            "                        (default $STATE_DIRECTORY, set by systemd's StateDirectory=)\n"
+           "      --shard K/N       run only the endpoints of instance K of N (rendezvous\n"
+           "                        hashing of their names; overrides \"shard\" in the config)\n"
            "  -h, --help            show this help\n"
            "  -V, --version         show the version\n"
            "\n"
@@ -62,6 +65,7 @@ int cli_parse(int argc, char **argv, struct cli_args *args, char *err, size_t er
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
         {"log-target", required_argument, NULL, OPT_LOG_TARGET},
         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+        {"shard", required_argument, NULL, OPT_SHARD},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {0},
@@ -125,6 +129,14 @@ int cli_parse(int argc, char **argv, struct cli_args *args, char *err, size_t er
                 return -EINVAL;
             }
             args->state_dir = optarg;
+            break;
+        case OPT_SHARD:
+            if (shard_parse(optarg, &args->shard) < 0) {
+                snprintf(err, errlen,
+                         "--shard: expected K/N (instance K of N, 1 <= K <= N <= 1024), got \"%s\"",
+                         optarg);
+                return -EINVAL;
+            }
             break;
         case 'h':
             args->help = true;

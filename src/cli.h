@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "shard.h"
+
 struct cli_args {
     const char *config;   /* -c; default FETCHD_DEFAULT_CONFIG */
     bool once;
@@ -14,6 +16,7 @@ struct cli_args {
     const char *state_dir; /* --state-dir, else $STATE_DIRECTORY (first entry), or NULL */
     const char **only;    /* owned array (strings borrowed from argv) */
     size_t n_only;
+    struct shard shard;   /* --shard K/N; n == 0 without */
     bool help;
     bool version;
     char *state_dir_env;  /* owned copy of $STATE_DIRECTORY's first entry */

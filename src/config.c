@@ -145,7 +145,7 @@ static const char *const limit_keys[_LK_MAX] = {
     [LK_STATS_INTERVAL] = "stats_interval",
 };
 
-static const char *const top_keys[] = {"defaults", "limits", "sinks", "endpoints"};
+static const char *const top_keys[] = {"defaults", "limits", "sinks", "endpoints", "shard"};
 
 /* Defaults, documented in fetchd.json(5). */
 #define DEF_INTERVAL (60 * USEC_PER_SEC)
@@ -198,6 +198,7 @@ struct loader {
     struct cfile *files;
     size_t n_files;
     struct src limits[_LK_MAX];
+    struct src shard; /* the last file's "shard" */
     struct src defaults[_EK_MAX];
     struct namedvec sinks;
     struct namedvec endpoints;
@@ -926,6 +927,8 @@ static void merge_file(struct loader *L, unsigned fi)
                 named_put(L, is_sinks ? &L->sinks : &L->endpoints, k->string,
                           (struct src){k, fi});
             }
+        } else if (strcmp(m->string, "shard") == 0) {
+            L->shard = s; /* a drop-in may set it per machine */
         } else {
             unknown_key(L, s, "(top level)", m->string, top_keys, ELEMENTSOF(top_keys));
         }
@@ -933,6 +936,19 @@ static void merge_file(struct loader *L, unsigned fi)
 }
 
 /* ---- building ----------------------------------------------------------- */
+
+static void build_shard(struct loader *L)
+{
+    const char *str;
+    if (!L->shard.node || get_string(L, L->shard, "shard", &str) < 0) {
+        return;
+    }
+    if (shard_parse(str, &L->cfg->shard) < 0) {
+        lerr(L, L->shard, false, "shard",
+             "expected \"K/N\" (this instance K of N, 1 <= K <= N <= 1024), got \"%.32s\"",
+             str);
+    }
+}
 
 static void build_limits(struct loader *L)
 {
@@ -2733,6 +2749,7 @@ int config_load(const char *path, struct config **ret, struct config_errors *err
     }
     if (parsed && !L.oom) {
         build_limits(&L);
+        build_shard(&L);
         build_sinks(&L);
     }
     if (parsed && !L.oom) {

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "shard.h"
 #include "sink.h"
 #include "util/arena.h"
 #include "util/strmap.h"
@@ -136,6 +137,7 @@ struct config {
     const char **dropins;         /* arena; drop-in files read, in order */
     size_t n_dropins;
     struct limits limits;
+    struct shard shard;           /* "shard": "K/N"; n == 0 without */
     struct endpoint_cfg *endpoints; /* malloc'd array, in definition order */
     size_t n_endpoints;
     struct sink_cfg *sinks;       /* malloc'd array */

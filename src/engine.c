@@ -1917,7 +1917,10 @@ static struct gen *gen_new(struct engine *e, struct config *cfg)
         struct ep_state *s = &g->eps[i];
         s->cfg = &cfg->endpoints[i];
         s->gen = g;
-        s->selected = e->opt.n_only == 0 && s->cfg->enabled;
+        /* sharding: this instance's endpoints only (an explicit
+         * --endpoint runs whatever it names) */
+        const struct shard *sh = e->opt.shard.n ? &e->opt.shard : &cfg->shard;
+        s->selected = e->opt.n_only == 0 && s->cfg->enabled && shard_owns(sh, s->cfg->name);
         ev_timer_init(&s->timer, ep_timer_cb, 0., 0.);
         s->timer.data = s;
     }
@@ -2568,8 +2571,13 @@ int engine_run(struct engine *e)
         }
         struct log_fields lf = LOG_FIELDS_INIT;
         lf.event = LOG_EV_STARTED;
-        log_full(LOG_NOTICE, &lf, "started: %llu endpoint%s, max %u concurrent transfers%s",
-                 (unsigned long long)e->st.selected, e->st.selected == 1 ? "" : "s",
+        const struct shard *sh = e->opt.shard.n ? &e->opt.shard : &e->cur->cfg->shard;
+        char shs[64] = "";
+        if (sh->n) {
+            snprintf(shs, sizeof(shs), " (shard %u/%u of %zu)", sh->k, sh->n, e->cur->n_eps);
+        }
+        log_full(LOG_NOTICE, &lf, "started: %llu endpoint%s%s, max %u concurrent transfers%s",
+                 (unsigned long long)e->st.selected, e->st.selected == 1 ? "" : "s", shs,
                  e->cur->cfg->limits.max_concurrent,
                  wd ? ", watchdog on" : "");
         /* config loaded, sinks open, schedules armed */

@@ -3,6 +3,7 @@
  */
 #pragma once
 
+#include "shard.h"
 #include "sink.h"
 
 #include <stdbool.h>
@@ -19,6 +20,7 @@ struct engine_options {
     size_t n_only;
     bool progress;            /* --once progress line on stderr */
     const char *state_dir;    /* conditional-request state, or NULL */
+    struct shard shard;       /* --shard: overrides the config's "shard" (n == 0: none) */
 };
 
 struct engine_stats {

@@ -57,6 +57,7 @@ static int run(const struct cli_args *args)
         .n_only = args->n_only,
         .progress = args->progress && isatty(STDERR_FILENO),
         .state_dir = args->state_dir,
+        .shard = args->shard,
     };
     struct engine *e = NULL;
     r = engine_new(&e, cfg, &opt);

@@ -240,10 +240,10 @@ START_TEST(test_every_allocation_fails_once)
     free(rep0);
     run_free(&r0);
 
-    /* every N (a sample of 40 under valgrind), two runs at a time, and some
+    /* every N (a sample of 20 under valgrind), two runs at a time, and some
      * past the end: a run may allocate a little more than the clean one */
     unsigned long last = count + count / 10;
-    unsigned long step = vg ? last / 40 + 1 : 1;
+    unsigned long step = vg ? last / 20 + 1 : 1;
     const char *s = getenv("FETCHD_FAILALLOC_STEP");
     if (s && atol(s) > 0) {
         step = (unsigned long)atol(s);

@@ -545,6 +545,82 @@ START_TEST(test_endpoint_selection)
 }
 END_TEST
 
+/* --shard K/N: three instances sharing one config fetch every endpoint
+ * exactly once between them; "shard" in a drop-in does the same and the
+ * command line overrides it; a bad value is a usage or config error. */
+static void shard_names(const char *out, bool seen[30], int *n)
+{
+    for (const char *p = out; (p = strstr(p, "\"endpoint\":\"s")); p++) {
+        int i = atoi(p + strlen("\"endpoint\":\"s"));
+        ck_assert_msg(i >= 0 && i < 30 && !seen[i], "endpoint s%d fetched twice", i);
+        seen[i] = true;
+        (*n)++;
+    }
+}
+
+START_TEST(test_shard)
+{
+    char *cfg = tu_fmt("{\"endpoints\": {");
+    for (int i = 0; i < 30; i++) {
+        char *n = tu_fmt("%s%s\"s%d\": {\"url\": \"http://127.0.0.1:%d/json?i=%d\"}", cfg,
+                         i ? ", " : "", i, port, i);
+        free(cfg);
+        cfg = n;
+    }
+    char *full = tu_fmt("%s}}", cfg);
+    free(cfg);
+    bool seen[30] = {false};
+    int total = 0;
+    for (int k = 1; k <= 3; k++) {
+        struct tu_result res;
+        char *sh = tu_fmt("%d/3", k);
+        run_cfg(full, "--shard", sh, &res);
+        ck_assert_msg(res.status == 0, "shard %s: exit %d: %s", sh, res.status, res.err);
+        int n = 0;
+        shard_names(res.out, seen, &n);
+        ck_assert_msg(n >= 4 && n <= 16, "shard %s ran %d of 30 endpoints", sh, n);
+        total += n;
+        free(sh);
+        tu_result_done(&res);
+    }
+    ck_assert_int_eq(total, 30);
+
+    /* "shard" in a drop-in (per machine), overridden by --shard */
+    char *d = tu_fmt("%s/fetchd.d", dir);
+    ck_assert_int_eq(mkdir(d, 0755), 0);
+    free(tu_write(d, "shard.json", "{\"shard\": \"2/3\"}"));
+    struct tu_result a, b;
+    run_cfg(full, NULL, NULL, &a);
+    run_cfg(full, "--shard", "2/3", &b);
+    ck_assert_int_eq(a.status, 0);
+    ck_assert_int_eq(b.status, 0);
+    bool sa[30] = {false}, sb[30] = {false};
+    int na = 0, nb = 0;
+    shard_names(a.out, sa, &na);
+    shard_names(b.out, sb, &nb);
+    ck_assert_int_eq(na, nb);
+    ck_assert_msg(memcmp(sa, sb, sizeof(sa)) == 0, "the drop-in's shard 2/3 ran other endpoints");
+    tu_result_done(&b);
+    run_cfg(full, "--shard", "1/1", &b); /* the command line wins: all */
+    ck_assert_int_eq(b.status, 0);
+    ck_assert_uint_eq(tu_lines(b.out), 30);
+    ck_assert_uint_lt(tu_lines(a.out), 30);
+    tu_result_done(&a);
+    tu_result_done(&b);
+
+    free(tu_write(d, "shard.json", "{\"shard\": \"4/3\"}"));
+    run_cfg(full, NULL, NULL, &a);
+    ck_assert_int_eq(a.status, 78);
+    ck_assert_ptr_nonnull(strstr(a.err, "shard: expected \"K/N\""));
+    tu_result_done(&a);
+    run_cfg(full, "--shard", "0/3", &a);
+    ck_assert_int_eq(a.status, 64);
+    tu_result_done(&a);
+    free(full);
+    free(d);
+}
+END_TEST
+
 START_TEST(test_check_config)
 {
     char *path = tu_write(dir, "fetchd.json",
@@ -664,6 +740,7 @@ static Suite *once_suite(void)
     tcase_add_test(tc, test_config_error_exit);
     tcase_add_test(tc, test_cli);
     tcase_add_test(tc, test_endpoint_selection);
+    tcase_add_test(tc, test_shard);
     tcase_add_test(tc, test_check_config);
     tcase_add_test(tc, test_daemon_stop_finishes_in_flight);
     tcase_add_test(tc, test_daemon_interval_and_skip);
