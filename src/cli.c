@@ -19,6 +19,7 @@ enum {
     OPT_LOG_TARGET,
     OPT_STATE_DIR,
     OPT_SHARD,
+    OPT_CONTROL,
 };
 
 void cli_print_help(const char *argv0)
@@ -36,10 +37,11 @@ void cli_print_help(const char *argv0)
            "      --no-progress     no progress line on a terminal with --once\n"
            "      --state-dir DIR   keep conditional-request state (ETag, Last-Modified) in DIR\n"
            "                        (default $STATE_DIRECTORY, set by systemd's StateDirectory=)\n"
-           "      --shard K/N       run only the endpoints of instance K of N (rendezvous\n"
-           "                        hashing of their names; overrides \"shard\" in the config)\n"
+           "      --shard K/N       only the endpoints of instance K of N (see fetchd(8))\n"
+           "      --control PATH    control socket (default $RUNTIME_DIRECTORY/control)\n"
            "  -h, --help            show this help\n"
            "  -V, --version         show the version\n"
+           "A running fetchd: fetchd status [--json] | fetch|pause|resume NAME | metrics\n"
            "\n"
            "Exit status: 0 all ok; 1 some endpoint failed (--once); 64 usage error;\n"
            "74 a sink lost records; 78 configuration error; 70/71 internal/system error.\n"
@@ -66,6 +68,7 @@ int cli_parse(int argc, char **argv, struct cli_args *args, char *err, size_t er
         {"log-target", required_argument, NULL, OPT_LOG_TARGET},
         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
         {"shard", required_argument, NULL, OPT_SHARD},
+        {"control", required_argument, NULL, OPT_CONTROL},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {0},
@@ -129,6 +132,13 @@ int cli_parse(int argc, char **argv, struct cli_args *args, char *err, size_t er
                 return -EINVAL;
             }
             args->state_dir = optarg;
+            break;
+        case OPT_CONTROL:
+            if (!*optarg) {
+                snprintf(err, errlen, "--control: the path is empty");
+                return -EINVAL;
+            }
+            args->control = optarg;
             break;
         case OPT_SHARD:
             if (shard_parse(optarg, &args->shard) < 0) {

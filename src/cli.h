@@ -17,6 +17,7 @@ struct cli_args {
     const char **only;    /* owned array (strings borrowed from argv) */
     size_t n_only;
     struct shard shard;   /* --shard K/N; n == 0 without */
+    const char *control;  /* --control PATH, or NULL */
     bool help;
     bool version;
     char *state_dir_env;  /* owned copy of $STATE_DIRECTORY's first entry */

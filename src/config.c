@@ -132,6 +132,8 @@ enum limit_key {
     LK_SHUTDOWN_GRACE,
     LK_RETRY_BUDGET,
     LK_STATS_INTERVAL,
+    LK_METRICS_TEXTFILE,
+    LK_METRICS_INTERVAL,
     _LK_MAX,
 };
 
@@ -143,6 +145,8 @@ static const char *const limit_keys[_LK_MAX] = {
     [LK_SHUTDOWN_GRACE] = "shutdown_grace",
     [LK_RETRY_BUDGET] = "retry_budget",
     [LK_STATS_INTERVAL] = "stats_interval",
+    [LK_METRICS_TEXTFILE] = "metrics_textfile",
+    [LK_METRICS_INTERVAL] = "metrics_interval",
 };
 
 static const char *const top_keys[] = {"defaults", "limits", "sinks", "endpoints", "shard"};
@@ -960,7 +964,9 @@ static void build_limits(struct loader *L)
     lim->shutdown_grace = DEF_SHUTDOWN_GRACE;
     lim->retry_budget = DEF_RETRY_BUDGET;
     lim->stats_interval = 5 * 60 * USEC_PER_SEC;
+    lim->metrics_interval = 15 * USEC_PER_SEC;
     uint64_t u;
+    const char *str;
     for (int i = 0; i < _LK_MAX; i++) {
         struct src s = L->limits[i];
         if (!s.node) {
@@ -993,6 +999,24 @@ static void build_limits(struct loader *L)
             break;
         case LK_STATS_INTERVAL:
             get_duration(L, s, path, 0, 86400 * USEC_PER_SEC, &lim->stats_interval);
+            break;
+        case LK_METRICS_INTERVAL:
+            get_duration(L, s, path, USEC_PER_SEC, 86400 * USEC_PER_SEC, &lim->metrics_interval);
+            break;
+        case LK_METRICS_TEXTFILE:
+            if (get_string(L, s, path, &str) == 0) {
+                const char *slash = strrchr(str, '/');
+                if (str[0] != '/' || !slash[1] || strlen(str) > 4000) {
+                    lerr(L, s, false, path,
+                         "expected an absolute file path such as "
+                         "\"/var/lib/prometheus/node-exporter/fetchd.prom\"");
+                } else {
+                    lim->metrics_textfile = arena_strdup(&L->cfg->arena, str);
+                    if (!lim->metrics_textfile) {
+                        L->oom = true;
+                    }
+                }
+            }
             break;
         case LK_RETRY_BUDGET:
             if (!cJSON_IsNumber(s.node) || !isfinite(s.node->valuedouble) ||

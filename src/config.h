@@ -129,6 +129,8 @@ struct limits {
     usec_t shutdown_grace;   /* how long a stop waits for in-flight transfers */
     double retry_budget;     /* retries per first attempt over 10 s (plus 10) */
     usec_t stats_interval;   /* periodic sink counter summary, 0 = off */
+    const char *metrics_textfile; /* Prometheus textfile written periodically, or NULL */
+    usec_t metrics_interval;      /* how often */
 };
 
 struct config {

@@ -120,8 +120,31 @@ struct ep_state {
     struct cycle *cyc;              /* or NULL */
     struct cond *cond;              /* conditional validators, or NULL */
     uint8_t breaker_level;          /* 0: closed */
+    bool paused;                    /* by "fetchd pause": scheduled runs are skipped */
     usec_t hold_until;              /* CLOCK_MONOTONIC: no new cycle before */
+    struct ep_stats *stats;         /* for status and metrics; after the first fetch */
 };
+
+/* What "fetchd status" and the metrics show of an endpoint; allocated at
+ * its first completed fetch, so 100 000 idle endpoints cost nothing. */
+struct ep_stats {
+    uint64_t records;
+    usec_t last_fetch, last_ok;      /* CLOCK_REALTIME */
+    usec_t last_duration;
+    long last_status;
+    char last_message[160];
+};
+
+const double engine_lat_bounds[ENGINE_LAT_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                      0.5,   1,    2.5,   5,    10,  30};
+
+static struct ep_stats *ep_stats(struct ep_state *s)
+{
+    if (!s->stats) {
+        s->stats = calloc(1, sizeof(*s->stats)); /* out of memory: no stats */
+    }
+    return s->stats;
+}
 
 /* ETag / Last-Modified of an endpoint with "conditional". */
 struct cond {
@@ -187,6 +210,9 @@ struct engine {
     uint32_t ring_errors[ENGINE_RING];
     uint64_t ring_sec;
     char status[512];
+    char ctl_status[512];       /* engine_status(): not the last one sent */
+    uint64_t lat[ENGINE_LAT_BUCKETS + 1]; /* fetch durations; the last bucket is +Inf */
+    uint64_t lat_sum;           /* usec */
     char reload_error[300];
     usec_t boot_gap;            /* CLOCK_BOOTTIME - CLOCK_MONOTONIC: grows in suspend */
     bool boot_gap_valid;
@@ -526,6 +552,10 @@ static void engine_emit(struct engine *e, struct ep_state *s, const struct recor
     }
     engine_dispatch(e, s->gen, s->cfg, &it);
     buf_shrink(&e->line, 1024 * 1024);
+    struct ep_stats *es = ep_stats(s);
+    if (es) {
+        es->records++;
+    }
 }
 
 /* Counts a completed fetch and logs state transitions: the first failure
@@ -540,6 +570,23 @@ static void engine_account(struct engine *e, struct ep_state *s, const struct re
     e->st.fetches++;
     s->fetches++;
     s->last_error = rec->error;
+    size_t b = 0;
+    while (b < ENGINE_LAT_BUCKETS && (double)rec->duration / 1e6 > engine_lat_bounds[b]) {
+        b++;
+    }
+    e->lat[b]++;
+    e->lat_sum += rec->duration;
+    struct ep_stats *es = ep_stats(s);
+    if (es) {
+        es->last_fetch = rec->fetched_at;
+        es->last_duration = rec->duration;
+        es->last_status = rec->http_status;
+        snprintf(es->last_message, sizeof(es->last_message), "%s",
+                 rec->error != REC_OK && rec->message ? rec->message : "");
+        if (rec->error == REC_OK) {
+            es->last_ok = rec->fetched_at;
+        }
+    }
     struct log_fields lf = LOG_FIELDS_INIT;
     lf.endpoint = rec->endpoint;
     lf.url = rec->url;
@@ -598,6 +645,7 @@ static void gen_free(struct gen *g)
     for (size_t i = 0; g->eps && i < g->n_eps; i++) {
         cycle_destroy(g->eps[i].cyc); /* only at exit: a live cycle holds a reference */
         cond_free(g->eps[i].cond);
+        free(g->eps[i].stats);
     }
     free(g->eps);
     config_free(g->cfg);
@@ -1886,6 +1934,10 @@ static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         log_endpoint(LOG_DEBUG, s->cfg->name, "backing off, skipping this run");
         return;
     }
+    if (s->paused) {
+        log_endpoint(LOG_DEBUG, s->cfg->name, "paused, skipping this run");
+        return;
+    }
     if (s->xfer || s->queued || s->cyc) {
         /* never two fetches of one endpoint at once: skip this run */
         s->skipped++;
@@ -2069,6 +2121,9 @@ static void engine_reload(struct engine *e)
         ns->backed_off = os->backed_off;
         ns->breaker_level = os->breaker_level;
         ns->hold_until = os->hold_until;
+        ns->paused = os->paused;
+        ns->stats = os->stats;
+        os->stats = NULL;
         if (os->cond && ns->cfg->x->conditional && os->cond->fp == cond_fingerprint(ns->cfg)) {
             ns->cond = os->cond;
             os->cond = NULL;
@@ -2615,6 +2670,119 @@ int engine_run(struct engine *e)
         sinkset_summary(&e->sinks, now_usec(CLOCK_MONOTONIC), 0, true);
     }
     return 0;
+}
+
+/* ---- introspection and control ------------------------------------------ */
+
+size_t engine_n_endpoints(const struct engine *e)
+{
+    return e->cur->n_eps;
+}
+
+bool engine_endpoint_info(const struct engine *e, size_t i, struct engine_ep_info *ret)
+{
+    if (i >= e->cur->n_eps || !e->cur->eps[i].selected) {
+        return false;
+    }
+    const struct ep_state *s = &e->cur->eps[i];
+    usec_t now = now_usec(CLOCK_MONOTONIC);
+    memset(ret, 0, sizeof(*ret));
+    ret->name = s->cfg->name;
+    ret->running = s->xfer || s->queued || s->cyc;
+    if (s->paused) {
+        ret->state = "paused";
+    } else if (!e->opt.once && now < s->hold_until) {
+        ret->state = "backing off";
+    } else if (s->consecutive_failures) {
+        ret->state = "failing";
+    } else {
+        ret->state = s->fetches ? "ok" : "new";
+    }
+    ret->last_error = s->fetches && s->last_error != REC_OK ? record_error_kind(s->last_error)
+                                                            : NULL;
+    ret->last_message = "";
+    ret->next_in = -1;
+    if (!e->opt.once && !e->stopping && ev_is_active(&s->timer)) {
+        ret->next_in = s->due > now ? (int64_t)(s->due - now) : 0;
+    }
+    ret->consecutive_failures = s->consecutive_failures;
+    ret->fetches = s->fetches;
+    ret->failures = s->failures;
+    ret->skipped = s->skipped + s->backed_off;
+    const struct ep_stats *es = s->stats;
+    if (es) {
+        ret->last_status = es->last_status;
+        ret->last_message = es->last_message;
+        ret->last_duration = es->last_duration;
+        ret->last_fetch = es->last_fetch;
+        ret->last_ok = es->last_ok;
+        ret->records = es->records;
+    }
+    return true;
+}
+
+const uint64_t *engine_latency(const struct engine *e, uint64_t *sum_usec)
+{
+    *sum_usec = e->lat_sum;
+    return e->lat;
+}
+
+int engine_control(struct engine *e, const char *name, enum engine_ctl op)
+{
+    const struct endpoint_cfg *ep = config_find_endpoint(e->cur->cfg, name);
+    if (!ep || !e->cur->eps[ep - e->cur->cfg->endpoints].selected) {
+        return -ENOENT;
+    }
+    struct ep_state *s = &e->cur->eps[ep - e->cur->cfg->endpoints];
+    if (e->stopping) {
+        return -ESHUTDOWN;
+    }
+    switch (op) {
+    case ENGINE_CTL_FETCH:
+        if (s->xfer || s->queued || s->cyc) {
+            return -EBUSY;
+        }
+        log_endpoint(LOG_NOTICE, s->cfg->name, "fetching now, as asked on the control socket");
+        engine_enqueue(e, s, now_usec(CLOCK_MONOTONIC), true);
+        return 0;
+    case ENGINE_CTL_PAUSE:
+    case ENGINE_CTL_RESUME:
+        if (s->paused == (op == ENGINE_CTL_PAUSE)) {
+            return -EALREADY;
+        }
+        s->paused = op == ENGINE_CTL_PAUSE;
+        log_endpoint(LOG_NOTICE, s->cfg->name, "%s, as asked on the control socket",
+                     s->paused ? "paused: scheduled runs are skipped until resumed" : "resumed");
+        return 0;
+    }
+    return -EINVAL;
+}
+
+const char *engine_status(struct engine *e)
+{
+    engine_status_line(e, e->ctl_status, sizeof(e->ctl_status));
+    return e->ctl_status;
+}
+
+const struct config *engine_config(const struct engine *e)
+{
+    return e->cur->cfg;
+}
+
+const struct sinkset *engine_sinks(const struct engine *e)
+{
+    return &e->sinks;
+}
+
+struct ev_loop *engine_loop(const struct engine *e)
+{
+    return e->loop;
+}
+
+usec_t engine_uptime(const struct engine *e)
+{
+    usec_t now = now_usec(CLOCK_MONOTONIC);
+    return now > e->started ? now - e->started : 0;
 }
 
 void engine_get_stats(const struct engine *e, struct engine_stats *st)

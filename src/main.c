@@ -12,8 +12,11 @@
 
 #include "cli.h"
 #include "config.h"
+#include "control.h"
+#include "ctl.h"
 #include "engine.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin.h"
 
 static int run(const struct cli_args *args)
@@ -65,7 +68,28 @@ static int run(const struct cli_args *args)
         log_error("cannot start: %s", r == -ENOMEM ? "out of memory" : strerror(-r));
         return r == -ENOMEM ? FETCHD_EXIT_SOFTWARE : FETCHD_EXIT_OSERR;
     }
+    /* the control socket (daemon mode): --control, or the runtime directory
+     * systemd made; and the metrics textfile, if configured */
+    struct control *ctl = NULL;
+    char cpath[4096];
+    const char *control = args->control;
+    if (!control && !args->once) {
+        control = ctl_default_path(cpath, sizeof(cpath));
+    }
+    if (control) {
+        char err[512];
+        r = control_open(&ctl, e, control, err, sizeof(err));
+        if (r < 0) {
+            log_error("%s", err);
+            engine_free(e);
+            return r == -ENOMEM ? FETCHD_EXIT_SOFTWARE : FETCHD_EXIT_OSERR;
+        }
+    }
+    struct metrics_writer mw;
+    metrics_writer_start(&mw, e);
     r = engine_run(e);
+    metrics_writer_stop(&mw);
+    ctl = control_close(ctl);
     struct engine_stats st;
     engine_get_stats(e, &st);
     int status = FETCHD_EXIT_OK;
@@ -149,6 +173,9 @@ int main(int argc, char **argv)
         main_test_setup();
     }
     main_fill_std_fds();
+    if (argc > 1 && ctl_is_command(argv[1])) {
+        return ctl_main(argc, argv); /* a client of a running fetchd */
+    }
     struct cli_args args;
     char err[512];
     /* a closed pipe must be an EPIPE on that write, never a dead daemon */
