@@ -91,6 +91,7 @@ struct cycle {
     int pend_curl;
     char pend_msg[200];
     usec_t wake;            /* retry at (CLOCK_MONOTONIC) */
+    usec_t fd_since;        /* deferred for lack of fds since, or 0 */
     size_t heap_idx;        /* position in the retry heap, SIZE_MAX if not there */
     struct oauth_waiter waiter;
 };
@@ -1575,6 +1576,11 @@ static void engine_xfer_done(void *userdata, CURL *easy, CURLcode res)
     } else {
         engine_fd_recover(e);
     }
+    if (s->cyc) {
+        s->cyc->fd_since = 0;
+        free(s->cyc->pending); /* this attempt produces the record */
+        s->cyc->pending = NULL;
+    }
     enum xfer_outcome o = xfer_result(x, res, &rec, msg, sizeof(msg), &loc);
     rec.attempts = s->cyc ? s->cyc->attempt : 1;
     rec.page = s->cfg->x->page_mode ? (s->cyc ? s->cyc->page : 1) : 0;
@@ -1648,11 +1654,18 @@ static bool engine_fd_defer(struct engine *e, struct ep_state *s, const struct x
         return false;
     }
     usec_t now = now_usec(CLOCK_MONOTONIC);
-    e->fd_backoff = e->fd_backoff ? e->fd_backoff * 2 : ENGINE_FD_BACKOFF_MIN;
-    if (e->fd_backoff > ENGINE_FD_BACKOFF_MAX) {
-        e->fd_backoff = ENGINE_FD_BACKOFF_MAX;
+    if (!c->fd_since) {
+        c->fd_since = now;
+    } else if (now - c->fd_since >= s->cfg->timeout) {
+        return false; /* waited its timeout for a descriptor: the record says why */
     }
-    e->fd_until = now + e->fd_backoff;
+    if (now >= e->fd_until) { /* one doubling per backoff, not per failure */
+        e->fd_backoff = e->fd_backoff ? e->fd_backoff * 2 : ENGINE_FD_BACKOFF_MIN;
+        if (e->fd_backoff > ENGINE_FD_BACKOFF_MAX) {
+            e->fd_backoff = ENGINE_FD_BACKOFF_MAX;
+        }
+        e->fd_until = now + e->fd_backoff;
+    }
     unsigned others = e->in_flight - 1; /* this one is ending */
     e->fd_cap = others ? others : 1;
     c->wake = e->fd_until;
@@ -1667,7 +1680,7 @@ static bool engine_fd_defer(struct engine *e, struct ep_state *s, const struct x
         log_warning("out of file descriptors (socket(): %s; RLIMIT_NOFILE %llu): %llu "
                     "transfer%s deferred, running at most %u at once; raise LimitNOFILE= "
                     "(ulimit -n) or lower limits.max_concurrent",
-                    strerror(x->sock_errno), (unsigned long long)rl.rlim_cur,
+                    strerror(x->sock_errno ? x->sock_errno : EMFILE), (unsigned long long)rl.rlim_cur,
                     (unsigned long long)e->fd_unlogged, e->fd_unlogged == 1 ? "" : "s",
                     e->fd_cap);
         e->fd_logged = now;
@@ -1734,10 +1747,7 @@ static void engine_start_some(struct engine *e)
         if (engine_prepare(e, s, &rq) < 0) {
             continue; /* waits for a token, or failed (recorded) */
         }
-        if (s->cyc && s->cyc->pending) {
-            free(s->cyc->pending); /* this retry will produce the record */
-            s->cyc->pending = NULL;
-        }
+        rq.fd_short = e->fd_cap != 0;
         struct xfer *x = e->free_xfers;
         e->free_xfers = x->next_free;
         x->next_free = NULL;

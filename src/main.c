@@ -126,8 +126,8 @@ static int run(const struct cli_args *args)
                  st.start_lateness_max / 1e3);
     }
     if (st.fd_deferred) {
-        log_notice("%llu transfer%s waited for a file descriptor (see the file descriptor "
-                   "limit above)",
+        log_notice("transfers were deferred %llu time%s for lack of a file descriptor (see the "
+                   "file descriptor limit above)",
                    (unsigned long long)st.fd_deferred, st.fd_deferred == 1 ? "" : "s");
     }
     log_info("loop: %llu iterations, busy p99 %.3f ms, max %.3f ms",

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "jptr.h"
@@ -47,7 +49,34 @@ static curl_socket_t xfer_opensocket_cb(void *clientp, curlsocktype purpose,
         x->sock_errno = errno;
         return CURL_SOCKET_BAD;
     }
+    x->sock_errno = 0; /* an earlier address's failure is not this one's */
     return fd;
+}
+
+/* CURLOPT_RESOLVER_START_FUNCTION: libcurl's threaded resolver needs a
+ * socketpair and getaddrinfo() opens files; without free descriptors both
+ * fail as "could not resolve". A few spare descriptors, or EMFILE now. */
+static int xfer_resolver_start_cb(void *resolver_state, void *reserved, void *userdata)
+{
+    struct xfer *x = userdata;
+    (void)resolver_state;
+    (void)reserved;
+    int fds[4], n = 0, err = 0;
+    for (; n < 4; n++) {
+        fds[n] = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0);
+        if (fds[n] < 0) {
+            err = errno;
+            break;
+        }
+    }
+    while (n > 0) {
+        close(fds[--n]);
+    }
+    if (err == EMFILE || err == ENFILE) {
+        x->sock_errno = err;
+        return 1;
+    }
+    return 0;
 }
 
 /* libcurl's built-in CA locations, captured once: every transfer sets
@@ -177,6 +206,11 @@ int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const struct xfer_
     SET(CURLOPT_ERRORBUFFER, x->errbuf);
     SET(CURLOPT_OPENSOCKETFUNCTION, xfer_opensocket_cb);
     SET(CURLOPT_OPENSOCKETDATA, x);
+    SET(CURLOPT_RESOLVER_START_FUNCTION, xfer_resolver_start_cb);
+    /* idle connections in libcurl's cache hold descriptors: when they ran
+     * out, this transfer's connect prunes the idle ones (default 118 s) */
+    SET(CURLOPT_MAXAGE_CONN, rq->fd_short ? 0L : 118L);
+    SET(CURLOPT_RESOLVER_START_DATA, x);
     SET(CURLOPT_USERAGENT, user_agent);
     SET(CURLOPT_TIMEOUT_MS, usec_to_ms_long(ep->timeout));
     SET(CURLOPT_CONNECTTIMEOUT_MS,
@@ -484,7 +518,7 @@ enum xfer_outcome xfer_result(struct xfer *x, CURLcode res, struct record *rec, 
         if (xfer_out_of_fds(x, res)) {
             rec->error = REC_ERR_CONNECT; /* when the engine cannot defer it */
             snprintf(msgbuf, msglen, "out of file descriptors: socket(): %s",
-                     strerror(x->sock_errno));
+                     strerror(x->sock_errno ? x->sock_errno : EMFILE));
             return XFER_RECORD;
         }
         rec->error = xfer_classify_curl(res);

@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include "record.h"
 #include "util/buf.h"
@@ -27,6 +28,7 @@ struct xfer_req {
     const char *password;      /* basic auth (user from the config) */
     const char *bearer;        /* bearer or OAuth2 access token */
     bool hop;                  /* a redirect hop: the record's times start at the first request */
+    bool fd_short;             /* out of descriptors: idle connections are not kept */
 };
 
 struct xfer {
@@ -97,7 +99,12 @@ enum record_error xfer_classify_curl(CURLcode res);
  * lack of file descriptors (EMFILE/ENFILE): nothing was sent. */
 static inline bool xfer_out_of_fds(const struct xfer *x, CURLcode res)
 {
-    return res == CURLE_COULDNT_CONNECT && (x->sock_errno == EMFILE || x->sock_errno == ENFILE);
+    if (res == CURLE_COULDNT_RESOLVE_HOST &&
+        strcmp(x->errbuf, "getaddrinfo() thread failed to start") == 0) {
+        return true; /* libcurl's socketpair/thread for the resolver */
+    }
+    return (res == CURLE_COULDNT_CONNECT || res == CURLE_COULDNT_RESOLVE_HOST) &&
+           (x->sock_errno == EMFILE || x->sock_errno == ENFILE);
 }
 
 /* Parsers, exposed for tests and fuzzing. */

@@ -16,7 +16,8 @@
  * allocation inside curl_multi_socket_action() for a new socket's hash
  * entry ends in a division by zero inside libcurl (SIGFPE). Such runs are
  * counted and printed; they must carry the "failed in libcurl's multi" mark
- * of the allocator, and die of SIGFPE (or ASan's FPE report). */
+ * of the allocator and the "SIGFPE in libcurl" mark of its signal handler
+ * (the faulting instruction lies in libcurl), and die of SIGFPE. */
 #include <check.h>
 #include <cJSON.h>
 #include <signal.h>
@@ -158,7 +159,8 @@ static bool judge(struct run *r, int status, struct tally *t, char *why, size_t 
     char *err = tu_read(r->err);
     char *rep = tu_read(r->rep);
     bool failed = rep && strstr(rep, "failed");
-    bool in_multi = rep && strstr(rep, "failed in libcurl's multi");
+    bool in_multi = rep && strstr(rep, "failed in libcurl's multi") &&
+                    strstr(rep, "SIGFPE in libcurl");
     bool sanitizer = err && (strstr(err, "Sanitizer") || strstr(err, "runtime error:"));
     bool asan_fpe = err && strstr(err, "AddressSanitizer: FPE");
     bool good = true;

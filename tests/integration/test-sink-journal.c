@@ -1088,7 +1088,8 @@ static int own_log_child(const char *cfg_path)
 
 START_TEST(test_own_log_journald_stalled)
 {
-    char *cfg = tu_fmt("{\"defaults\": {\"interval\": \"50ms\"}, \"endpoints\": {");
+    char *cfg = tu_fmt("{\"defaults\": {\"interval\": \"50ms\", \"breaker\": false},"
+                       " \"endpoints\": {");
     for (int i = 0; i < 40; i++) {
         char *n = tu_fmt("%s%s\"down%02d\": {\"url\": \"http://127.0.0.1:%d/x?status=500\"}", cfg,
                          i ? ", " : "", i, port);
