@@ -140,7 +140,10 @@ int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const struct xfer_
         if (!x->easy) {
             return -ENOMEM;
         }
-        capture_defaults(x->easy);
+    }
+    capture_defaults(x->easy); /* once; again after an allocation failure */
+    if (!defaults_captured) {
+        return -ENOMEM; /* https without the default CAs would fail anyway */
     }
     CURL *c = x->easy;
     const struct endpoint_ext *ext = ep->x;

@@ -268,6 +268,11 @@
  *                  be an HTTP token, the value must not contain CR/LF).
  *   bigheader=N    add a response header "X-Big:" with N bytes of 'a'
  *                  (N <= 64 MiB).
+ *   manyheaders=N  add N response headers "X-Many: <i>", i = 0..N-1
+ *                  (N <= 1000000), after X-Big.
+ *   ctype_raw=V    like ctype=, but the (URL-decoded) value may hold any
+ *                  byte but CR, LF and NUL: ESC, BEL, backspace, invalid
+ *                  UTF-8 (to test how clients log what servers send).
  *
  *   Content codings:
  *   gzip=1         shorthand for encoding=gzip (gzip=0: no coding).
@@ -446,6 +451,7 @@
 #define IN_MIN_READ 4096                      /* free space wanted per read() */
 #define MAX_SIZE_PARAM (256ULL * 1024 * 1024) /* size= */
 #define MAX_BIGHEADER (64ULL * 1024 * 1024)   /* bigheader= */
+#define MAX_MANYHEADERS 1000000ULL            /* manyheaders= */
 #define MAX_MS (24ULL * 3600 * 1000)          /* delay= and drip= */
 #define CHUNK_MAX 1000                        /* chunked=1 chunk size */
 #define STREAM_CHUNK (16 * 1024)              /* stream=1 chunk size */
@@ -571,6 +577,7 @@ struct plan {
     unsigned long long drip_ms;
     unsigned long long size;
     unsigned long long bigheader;
+    unsigned long long manyheaders;
     enum body_kind kind;
     bool chunked;
     bool reset;
@@ -1439,6 +1446,19 @@ static bool apply_param(struct plan *p, const char *key, const char *val, size_t
         if (!parse_number(val, vlen, MAX_BIGHEADER, &p->bigheader)) {
             return plan_error(p, key);
         }
+    } else if (strcmp(key, "manyheaders") == 0) {
+        if (!parse_number(val, vlen, MAX_MANYHEADERS, &p->manyheaders)) {
+            return plan_error(p, key);
+        }
+    } else if (strcmp(key, "ctype_raw") == 0) {
+        if (strlen(val) != vlen || memchr(val, '\r', vlen) || memchr(val, '\n', vlen)) {
+            return plan_error(p, key);
+        }
+        free(p->ctype);
+        p->ctype = strdup(val);
+        if (!p->ctype) {
+            abort();
+        }
     } else if (strcmp(key, "body") == 0) {
         size_t i;
         for (i = 0; i < sizeof body_kinds / sizeof body_kinds[0]; i++) {
@@ -2022,6 +2042,9 @@ static void build_response(struct conn *c, const struct plan *p, const char *req
         sbuf_puts(&c->out, "X-Big: ");
         sbuf_fill(&c->out, 'a', (size_t)p->bigheader);
         sbuf_puts(&c->out, "\r\n");
+    }
+    for (unsigned long long i = 0; i < p->manyheaders; i++) {
+        sbuf_printf(&c->out, "X-Many: %llu\r\n", i);
     }
     sbuf_append(&c->out, p->hdrs.data, p->hdrs.len);
     sbuf_append(&c->out, p->extra.data, p->extra.len);
