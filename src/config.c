@@ -298,9 +298,42 @@ static void nth_value(const char *t, size_t len, size_t k, size_t *ret_val, size
     *ret_val = *ret_key = len;
 }
 
+/* An error is one line of text: control characters that come from the
+ * file (a key "a\nb", an ESC in a value shown after "got") are written as
+ * \xHH. The messages go to terminals, to the journal and, after a failed
+ * reload, into sd_notify's STATUS=, where a newline would start another
+ * assignment. Takes msg; returns it or a new string, NULL if out of memory. */
+static char *errs_escape(char *msg)
+{
+    size_t n = 0, len = 0;
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++, len++) {
+        n += *p < 0x20 || *p == 0x7f;
+    }
+    if (n == 0) {
+        return msg;
+    }
+    char *out = malloc(len + 3 * n + 1);
+    if (out) {
+        char *o = out;
+        for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+            if (*p < 0x20 || *p == 0x7f) {
+                o += sprintf(o, "\\x%02x", *p);
+            } else {
+                *o++ = (char)*p;
+            }
+        }
+        *o = '\0';
+    }
+    free(msg);
+    return out;
+}
+
 static void errs_add(struct loader *L, char *msg)
 {
     struct config_errors *e = L->errs;
+    if (msg) {
+        msg = errs_escape(msg);
+    }
     if (!msg) {
         L->oom = true;
         return;

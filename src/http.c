@@ -183,3 +183,27 @@ void http_done(struct http *h)
     h->multi = NULL;
     ev_timer_stop(h->loop, &h->timer);
 }
+
+bool http_easy_reusable(void)
+{
+    static int reusable = -1;
+    if (reusable < 0) {
+        unsigned v = curl_version_info(CURLVERSION_NOW)->version_num;
+        reusable = v < 0x075300 || v >= 0x080100;
+    }
+    return reusable;
+}
+
+int http_easy_renew(CURL **easy)
+{
+    if (!*easy || http_easy_reusable()) {
+        return 0;
+    }
+    CURL *n = curl_easy_duphandle(*easy);
+    if (!n) {
+        return -ENOMEM;
+    }
+    curl_easy_cleanup(*easy);
+    *easy = n;
+    return 0;
+}

@@ -35,3 +35,15 @@ int http_add(struct http *h, CURL *easy);
 void http_remove(struct http *h, CURL *easy);
 /* Removes nothing: the caller must have removed every easy handle. */
 void http_done(struct http *h);
+
+/* Whether an easy handle may be used for another transfer. Not with libcurl
+ * 7.83.0 to 8.0.1 (Debian 12 has 7.88.1): a reused handle keeps a pointer
+ * to the previous response's last header, and a folded header line right
+ * after the next status line is appended to that freed header, a use after
+ * free any server can trigger (curl issue #11101, fixed in 8.1.0; found by
+ * tests/fuzz/fuzz-response). */
+bool http_easy_reusable(void);
+/* Before the next transfer of *easy (not in a multi handle): with such a
+ * libcurl, replaces it by a copy with the same options and fresh state
+ * (curl_easy_duphandle). Returns 0, or -ENOMEM (*easy unchanged). */
+int http_easy_renew(CURL **easy);

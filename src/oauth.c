@@ -122,6 +122,10 @@ static int start(struct oauth *o, struct oauth_token *t, const struct endpoint_e
     if (r < 0) {
         return r;
     }
+    if (t->easy && !http_easy_reusable()) {
+        curl_easy_cleanup(t->easy); /* see http_easy_reusable() */
+        t->easy = NULL;
+    }
     if (!t->easy && !(t->easy = curl_easy_init())) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "http.h"
 #include "jptr.h"
 #include "json.h"
 #include "units.h"
@@ -134,6 +135,11 @@ int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const struct xfer_
     static const struct xfer_req none = {0};
     if (!rq) {
         rq = &none;
+    }
+    if (x->easy && !http_easy_reusable()) {
+        /* every option is set below anyway: a new handle, not a copy */
+        curl_easy_cleanup(x->easy);
+        x->easy = NULL;
     }
     if (!x->easy) {
         x->easy = curl_easy_init();
@@ -882,6 +888,9 @@ char *xfer_link_next(struct xfer *x)
 
 int64_t http_retry_after_parse(const char *v, time_t now_real)
 {
+    /* clamp: a year is "not soon" enough (and keeps the microseconds of
+     * a date far in the future from overflowing) */
+    const uint64_t max_s = 366ull * 86400;
     while (*v == ' ' || *v == '\t') {
         v++;
     }
@@ -889,8 +898,8 @@ int64_t http_retry_after_parse(const char *v, time_t now_real)
         uint64_t s = 0;
         for (; *v >= '0' && *v <= '9'; v++) {
             s = s * 10 + (uint64_t)(*v - '0');
-            if (s > 366ull * 86400) {
-                s = 366ull * 86400; /* clamp: a year is "not soon" enough */
+            if (s > max_s) {
+                s = max_s;
             }
         }
         while (*v == ' ' || *v == '\t') {
@@ -902,7 +911,11 @@ int64_t http_retry_after_parse(const char *v, time_t now_real)
     if (t == (time_t)-1) {
         return -1;
     }
-    return t > now_real ? (int64_t)(t - now_real) * (int64_t)USEC_PER_SEC : 0;
+    if (t <= now_real) {
+        return 0;
+    }
+    uint64_t s = (uint64_t)t - (uint64_t)now_real;
+    return (int64_t)((s > max_s ? max_s : s) * USEC_PER_SEC);
 }
 
 int64_t xfer_retry_after(struct xfer *x)

@@ -112,7 +112,8 @@ static inline bool xfer_out_of_fds(const struct xfer *x, CURLcode res)
  * a malloc'd string, or NULL. */
 char *http_link_next(const char *value);
 /* Retry-After value -> microseconds from now (now_real: CLOCK_REALTIME
- * seconds); -1 if not valid. */
+ * seconds), 0 for a date in the past, at most 366 days for either form;
+ * -1 if not valid. */
 int64_t http_retry_after_parse(const char *value, time_t now_real);
 /* Whether a Content-Type is acceptable for a JSON endpoint in mode
  * (enum ctype_mode); NULL (no header) is acceptable. */

@@ -1101,7 +1101,12 @@ static void batch_send(struct sink *s, struct http_sink *h)
     }
     buf_reset(&h->resp);
     h->errbuf[0] = '\0';
-    int r = http_add(s->http, h->easy);
+    int r = http_easy_renew(&h->easy); /* see http_easy_reusable() */
+    if (r < 0) {
+        sink_retry(s, 0, r, "cannot set up the request");
+        return;
+    }
+    r = http_add(s->http, h->easy);
     if (r < 0) {
         sink_retry(s, 0, r, "cannot start the request");
         return;
