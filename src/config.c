@@ -13,6 +13,7 @@
  * (which cJSON silently truncates at) is refused, and files are size-capped.
  */
 #include "config.h"
+#include "cron.h"
 
 #include <cJSON.h>
 #include <ctype.h>
@@ -60,6 +61,8 @@ enum ep_key {
     EK_JITTER,
     EK_ALIGN,
     EK_OFFSET,
+    EK_SCHEDULE,
+    EK_TIMEZONE,
     /* the options of struct endpoint_ext, from here to the end */
     EK_AUTH,
     EK_TLS,
@@ -103,6 +106,8 @@ static const char *const ep_keys[_EK_MAX] = {
     [EK_JITTER] = "jitter",
     [EK_ALIGN] = "align",
     [EK_OFFSET] = "offset",
+    [EK_SCHEDULE] = "schedule",
+    [EK_TIMEZONE] = "timezone",
     [EK_AUTH] = "auth",
     [EK_TLS] = "tls",
     [EK_PROXY] = "proxy",
@@ -212,6 +217,9 @@ struct loader {
     struct endpoint_ext *def_ext; /* shared by endpoints without own ext options */
     bool cross_seen[_EK_MAX];   /* a cross-key error at a default was reported */
     bool def_ext_built;
+    struct cron *def_cron; /* "schedule" of "defaults", shared */
+    const char *def_schedule, *def_timezone;
+    bool def_cron_built;
 };
 
 /* ---- error reporting ---------------------------------------------------- */
@@ -1441,6 +1449,84 @@ static struct src pick(const struct src *own, const struct loader *L, enum ep_ke
     return own[k].node ? own[k] : L->defaults[k];
 }
 
+/* "schedule" (a cron expression) and "timezone": instead of "interval".
+ * A schedule from "defaults" is parsed once and shared. */
+static void build_schedule(struct loader *L, struct endpoint_cfg *ep, const struct src *own,
+                           const char *epname)
+{
+    struct src ss = pick(own, L, EK_SCHEDULE), tz = pick(own, L, EK_TIMEZONE);
+    bool inherited = !own[EK_SCHEDULE].node && !own[EK_TIMEZONE].node;
+    _cleanup_free_ char *sp = inherited ? mkpath("defaults", "schedule", NULL)
+                                        : mkpath("endpoints", epname, "schedule");
+    _cleanup_free_ char *tp = own[EK_TIMEZONE].node ? mkpath("endpoints", epname, "timezone")
+                                                    : mkpath("defaults", "timezone", NULL);
+    if (!own[EK_SCHEDULE].node && own[EK_INTERVAL].node) {
+        ss.node = NULL; /* its own interval wins over a default schedule */
+    }
+    if (!ss.node) {
+        if (own[EK_TIMEZONE].node) {
+            lerr(L, own[EK_TIMEZONE], true, tp,
+                 "\"timezone\" applies to \"schedule\" only; endpoint \"%s\" has none", epname);
+        }
+        return;
+    }
+    if (own[EK_SCHEDULE].node &&
+        (own[EK_INTERVAL].node || own[EK_ALIGN].node || own[EK_JITTER].node)) {
+        lerr(L, own[EK_SCHEDULE], true, sp,
+             "endpoint \"%s\" has both \"schedule\" and \"%s\"; a calendar schedule "
+             "replaces interval, align and jitter: keep one",
+             epname, own[EK_INTERVAL].node ? "interval" : own[EK_ALIGN].node ? "align" : "jitter");
+        return;
+    }
+    if (inherited && L->def_cron_built) { /* (NULL after an error reported once) */
+        ep->cron = L->def_cron;
+        ep->schedule = L->def_schedule;
+        ep->timezone = L->def_timezone;
+        return;
+    }
+    if (inherited) {
+        L->def_cron_built = true; /* errors of "defaults" are reported once */
+    }
+    const char *expr, *zone = NULL;
+    if (get_string(L, ss, sp, &expr) < 0 || (tz.node && get_string(L, tz, tp, &zone) < 0)) {
+        return;
+    }
+    char err[256];
+    struct cron *c = NULL;
+    int r = cron_parse(expr, zone, &c, err, sizeof(err));
+    if (r == -ENOMEM) {
+        L->oom = true;
+        return;
+    }
+    if (r < 0) {
+        bool bad_zone = strstr(err, "time zone") != NULL;
+        lerr(L, bad_zone && tz.node ? tz : ss, false, bad_zone && tz.node ? tp : sp,
+             "%s (a schedule is \"MIN HOUR DAY MONTH WEEKDAY\", e.g. \"*/15 * * * *\" or "
+             "\"0 6 * * mon-fri\")",
+             err);
+        return;
+    }
+    struct cron **nc = realloc(L->cfg->crons, (L->cfg->n_crons + 1) * sizeof(*nc));
+    if (!nc) {
+        cron_free(c);
+        L->oom = true;
+        return;
+    }
+    L->cfg->crons = nc;
+    nc[L->cfg->n_crons++] = c;
+    ep->cron = c;
+    ep->schedule = arena_strdup(&L->cfg->arena, expr);
+    ep->timezone = zone ? arena_strdup(&L->cfg->arena, zone) : NULL;
+    if (!ep->schedule || (zone && !ep->timezone)) {
+        L->oom = true;
+    }
+    if (inherited) {
+        L->def_cron = c;
+        L->def_schedule = ep->schedule;
+        L->def_timezone = ep->timezone;
+    }
+}
+
 static void build_headers(struct loader *L, struct endpoint_cfg *ep, struct src own_h,
                           struct src def_h, const char *epname, bool *has_ctype)
 {
@@ -2608,6 +2694,7 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
              units_format_duration(ep->interval, b, sizeof(b)), nm->name,
              units_format_duration(ep->interval / 2, c, sizeof(c)));
     }
+    build_schedule(L, ep, own, nm->name);
     if (ep->offset && (!ep->align || ep->offset >= ep->interval)) {
         struct src os = pick(own, L, EK_OFFSET);
         _cleanup_free_ char *op = mkpath("endpoints", nm->name, "offset");
@@ -2762,6 +2849,10 @@ struct config *config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->n_jptrs; i++) {
         jptr_free(cfg->jptrs[i]);
     }
+    for (size_t i = 0; i < cfg->n_crons; i++) {
+        cron_free(cfg->crons[i]);
+    }
+    free(cfg->crons);
     free(cfg->jptrs);
     free(cfg->endpoints);
     free(cfg->sinks);
@@ -2876,6 +2967,7 @@ bool config_endpoint_equal(const struct config *ca, const struct endpoint_cfg *a
         a->n_sinks != b->n_sinks || a->max_redirects != b->max_redirects ||
         a->follow_redirects != b->follow_redirects || a->enabled != b->enabled ||
         a->jitter != b->jitter || a->align != b->align || a->offset != b->offset ||
+        !str_eq(a->schedule, b->schedule) || !str_eq(a->timezone, b->timezone) ||
         !str_eq(a->x->canon, b->x->canon)) {
         return false;
     }
@@ -3022,8 +3114,16 @@ void config_print_summary(const struct config *cfg, FILE *f)
     size_t shown = cfg->n_endpoints > 20 ? 15 : cfg->n_endpoints;
     for (size_t i = 0; i < shown; i++) {
         const struct endpoint_cfg *e = &cfg->endpoints[i];
-        fprintf(f, "  %-16s %-6s %s  every %s, timeout %s%s%s ->", e->name, e->method,
-                e->url_redacted, units_format_duration(e->interval, a, sizeof(a)),
+        char when[160];
+        if (e->cron) {
+            snprintf(when, sizeof(when), "schedule \"%s\"%s%s", e->schedule,
+                     e->timezone ? " " : "", e->timezone ? e->timezone : "");
+        } else {
+            snprintf(when, sizeof(when), "every %s",
+                     units_format_duration(e->interval, a, sizeof(a)));
+        }
+        fprintf(f, "  %-16s %-6s %s  %s, timeout %s%s%s ->", e->name, e->method, e->url_redacted,
+                when,
                 units_format_duration(e->timeout, b, sizeof(b)), e->select ? ", select " : "",
                 e->select ? e->select->src : "");
         for (uint32_t j = 0; j < e->n_sinks; j++) {

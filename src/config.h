@@ -104,6 +104,9 @@ struct endpoint_cfg {
     size_t body_len;
     bool body_is_json;        /* body was given as a JSON value */
     usec_t interval;
+    struct cron *cron;        /* "schedule" instead of interval: owned by the config */
+    const char *schedule;     /* arena: the expression, and its "timezone" or NULL */
+    const char *timezone;
     usec_t timeout;
     usec_t connect_timeout;
     usec_t low_speed_time;
@@ -145,6 +148,8 @@ struct config {
     struct sink_cfg *sinks;       /* malloc'd array */
     size_t n_sinks;
     struct strmap by_name;        /* endpoint name -> struct endpoint_cfg * */
+    struct cron **crons;          /* owned schedules (endpoints borrow them) */
+    size_t n_crons;
     struct jptr **jptrs;          /* owned pointers of the ext options */
     size_t n_jptrs;
 };

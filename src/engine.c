@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "cron.h"
 #include "fetchd-build.h"
 #include "hist.h"
 #include "http.h"
@@ -122,6 +123,7 @@ struct ep_state {
     struct cond *cond;              /* conditional validators, or NULL */
     uint8_t breaker_level;          /* 0: closed */
     bool paused;                    /* by "fetchd pause": scheduled runs are skipped */
+    int64_t cron_at;                /* "schedule": the planned run, wall-clock seconds */
     usec_t hold_until;              /* CLOCK_MONOTONIC: no new cycle before */
     struct ep_stats *stats;         /* for status and metrics; after the first fetch */
 };
@@ -246,6 +248,8 @@ static void engine_fd_recover(struct engine *e);
 static void cond_free(struct cond *c);
 static void cycle_destroy(struct cycle *c);
 static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void ep_cron_arm(struct engine *e, struct ep_state *s, int64_t after, usec_t now);
+static void ep_cron_sleep(struct engine *e, struct ep_state *s, usec_t now);
 static void ep_arm(struct engine *e, struct ep_state *s, usec_t base, usec_t now);
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -436,6 +440,17 @@ static void engine_check_resume(struct engine *e)
         /* due during the sleep, unless its own timer already ran it since
          * the machine woke up */
         bool due = s->due <= mono + slept && s->last_fire <= prev_check;
+        if (s->cfg->cron) {
+            int64_t real = (int64_t)(now_usec(CLOCK_REALTIME) / USEC_PER_SEC);
+            due = s->cron_at > 0 && s->cron_at <= real;
+            if (due) {
+                ep_cron_arm(e, s, real, mono);
+            }
+            if (due && !s->xfer && !s->queued && !s->cyc && mono >= s->hold_until && !s->paused) {
+                engine_enqueue(e, s, mono, true);
+            }
+            continue;
+        }
         usec_t base = s->base > slept ? s->base - slept : 0;
         usec_t iv = s->cfg->interval;
         usec_t k = mono > base ? (mono - base) / iv + 1 : 0;
@@ -1900,11 +1915,56 @@ static void ep_arm(struct engine *e, struct ep_state *s, usec_t base, usec_t now
     ev_timer_start(e->loop, &s->timer);
 }
 
+/* ---- calendar schedules ("schedule") ------------------------------------
+ * The planned run is a wall-clock time (cron_at). The timer sleeps towards
+ * it at most a minute at a time, so a change of the wall clock (NTP, DST is
+ * in cron_next) moves the run with it; an early wake-up sleeps again. */
+#define ENGINE_CRON_MAX_SLEEP (60 * USEC_PER_SEC)
+
+static void ep_cron_sleep(struct engine *e, struct ep_state *s, usec_t now)
+{
+    usec_t real = now_usec(CLOCK_REALTIME);
+    usec_t at = (usec_t)s->cron_at * USEC_PER_SEC;
+    usec_t left = at > real ? at - real : 0;
+    s->base = s->due = now + left;
+    ev_timer_stop(e->loop, &s->timer);
+    if (!s->cron_at) {
+        return; /* never runs */
+    }
+    ev_timer_set(&s->timer, usec_to_ev(left > ENGINE_CRON_MAX_SLEEP ? ENGINE_CRON_MAX_SLEEP : left),
+                 0.);
+    ev_timer_start(e->loop, &s->timer);
+}
+
+/* Plans the first run after `after` (wall-clock seconds). */
+static void ep_cron_arm(struct engine *e, struct ep_state *s, int64_t after, usec_t now)
+{
+    time_t next;
+    if (cron_next(s->cfg->cron, (time_t)after, &next) < 0) {
+        if (s->cron_at) {
+            log_endpoint(LOG_WARNING, s->cfg->name,
+                         "schedule \"%s\" has no run within 5 years: the endpoint stops",
+                         s->cfg->schedule);
+        }
+        s->cron_at = 0;
+    } else {
+        s->cron_at = next;
+    }
+    ep_cron_sleep(e, s, now);
+}
+
 /* First run: at a wall-clock multiple of the interval (+ offset) with
  * align, else at the deterministic splay. From then on the schedule runs
  * on the monotonic clock: wall-clock jumps do not change the cadence. */
 static void ep_schedule_first(struct engine *e, struct ep_state *s, usec_t now)
 {
+    if (s->cfg->cron) {
+        ev_timer_init(&s->timer, ep_timer_cb, 0., 0.);
+        s->timer.data = s;
+        s->cron_at = -1; /* (not 0: a schedule without a run is reported) */
+        ep_cron_arm(e, s, (int64_t)(now_usec(CLOCK_REALTIME) / USEC_PER_SEC), now);
+        return;
+    }
     usec_t iv = s->cfg->interval;
     usec_t first;
     if (s->cfg->align) {
@@ -1931,13 +1991,30 @@ static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
     usec_t now = now_usec(CLOCK_MONOTONIC);
     usec_t due = s->due;
-    s->last_fire = now;
-    hist_add(&e->lateness, now > due ? now - due : 0);
-    /* Next run: the next point of the grid after now. After a SIGSTOP or a
-     * suspend this run is the one catch-up, not a burst of missed ticks. */
-    usec_t iv = s->cfg->interval;
-    usec_t k = now > s->base ? (now - s->base) / iv + 1 : 1;
-    ep_arm(e, s, s->base + k * iv, now);
+    if (s->cfg->cron) {
+        usec_t real = now_usec(CLOCK_REALTIME);
+        usec_t at = (usec_t)s->cron_at * USEC_PER_SEC;
+        if (real + USEC_PER_MSEC < at) {
+            ep_cron_sleep(e, s, now); /* a capped sleep, or the clock went back */
+            return;
+        }
+        s->last_fire = now;
+        hist_add(&e->lateness, real - at);
+        /* the next run after this one, or after now when this one is late
+         * (one catch-up, not one run per missed time) */
+        int64_t after = (int64_t)(real / USEC_PER_SEC);
+        ep_cron_arm(e, s, after > s->cron_at ? after : s->cron_at, now);
+        due = now;
+    } else {
+        s->last_fire = now;
+        hist_add(&e->lateness, now > due ? now - due : 0);
+        /* Next run: the next point of the grid after now. After a SIGSTOP or
+         * a suspend this run is the one catch-up, not a burst of missed
+         * ticks. */
+        usec_t iv = s->cfg->interval;
+        usec_t k = now > s->base ? (now - s->base) / iv + 1 : 1;
+        ep_arm(e, s, s->base + k * iv, now);
+    }
     if (!e->opt.once && now < s->hold_until) {
         /* circuit breaker open, or the server asked for a pause */
         s->backed_off++;
@@ -2163,8 +2240,13 @@ static void engine_reload(struct engine *e)
             kept++;
             ns->base = os->base;
             ns->due = os->due;
-            ev_timer_set(&ns->timer, usec_to_ev(ns->due > now ? ns->due - now : 0), 0.);
-            ev_timer_start(e->loop, &ns->timer);
+            ns->cron_at = os->cron_at;
+            if (ns->cfg->cron) {
+                ep_cron_sleep(e, ns, now);
+            } else {
+                ev_timer_set(&ns->timer, usec_to_ev(ns->due > now ? ns->due - now : 0), 0.);
+                ev_timer_start(e->loop, &ns->timer);
+            }
         } else {
             changed++;
             ep_schedule_first(e, ns, now);

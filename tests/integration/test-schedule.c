@@ -342,6 +342,138 @@ START_TEST(test_reload_in_flight_record_goes_to_the_right_sink)
 }
 END_TEST
 
+/* ---- calendar schedules ------------------------------------------------ */
+
+/* libfaketime (Debian package faketime) moves the wall clock to a chosen
+ * instant, here right before DST transitions; the monotonic clock stays
+ * real, so a schedule due 3 s after the fake start runs 3 real seconds
+ * later. Returns the records fetchd wrote in `secs` seconds, or NULL when
+ * libfaketime is not installed. */
+#define FAKETIME_LIB "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+static char *run_faked(const char *start, const char *endpoints, double secs)
+{
+    if (access(FAKETIME_LIB, R_OK) != 0) {
+        return NULL;
+    }
+    char *cfg = tu_fmt("{\"endpoints\": {%s}}", endpoints);
+    char *path = tu_write(dir, "cron.json", cfg);
+    char *out = tu_fmt("%s/cron.out", dir);
+    char *ft = tu_fmt("@%s", start);
+    setenv("FAKETIME", ft, 1);
+    setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1", 1);
+    setenv("LD_PRELOAD", FAKETIME_LIB, 1);
+    /* AddressSanitizer wants to come first among the libraries */
+    const char *asan = getenv("ASAN_OPTIONS");
+    char *saved = asan ? strdup(asan) : NULL;
+    char *asan2 = tu_fmt("%s%sverify_asan_link_order=0", asan ? asan : "", asan ? ":" : "");
+    setenv("ASAN_OPTIONS", asan2, 1);
+    const char *argv[] = {tu_fetchd(), "-c", path, NULL};
+    pid_t pid = tu_spawn(argv, out, NULL);
+    if (saved) {
+        setenv("ASAN_OPTIONS", saved, 1);
+    } else {
+        unsetenv("ASAN_OPTIONS");
+    }
+    free(saved);
+    free(asan2);
+    unsetenv("LD_PRELOAD");
+    unsetenv("FAKETIME");
+    unsetenv("FAKETIME_DONT_FAKE_MONOTONIC");
+    usleep((useconds_t)(secs * 1e6 * (tu_slack() > 1 ? 3 : 1)));
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait(pid, 30 * tu_slack()), 0);
+    char *text = tu_read(out);
+    free(cfg);
+    free(path);
+    free(out);
+    free(ft);
+    return text ? text : strdup("");
+}
+
+static bool has_run_at(const char *text, const char *name, const char *utc_prefix)
+{
+    double t[16];
+    size_t n = times_of(text, name, t, 16);
+    for (size_t i = 0; i < n; i++) {
+        char buf[32];
+        time_t s = (time_t)t[i];
+        strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", gmtime(&s));
+        if (strncmp(buf, utc_prefix, strlen(utc_prefix)) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+START_TEST(test_cron_dst)
+{
+    /* spring forward in Berlin, 2026-03-29 01:00 UTC: 02:00-03:00 local does
+     * not exist. "30 2 * * *" runs once, at 03:00 local (01:00:00 UTC);
+     * "* * * * *" at the same instant (the minute boundary). */
+    char *eps = tu_fmt("\"gap\": {\"url\": \"http://127.0.0.1:%d/a\", \"schedule\": \"30 2 * * *\","
+                       " \"timezone\": \"Europe/Berlin\"},"
+                       " \"minute\": {\"url\": \"http://127.0.0.1:%d/b\", \"schedule\": \"* * * * *\"}",
+                       port, port);
+    char *text = run_faked("2026-03-29 00:59:57", eps, 5);
+    free(eps);
+    if (!text) {
+        return; /* no libfaketime here (CI installs it) */
+    }
+    double t[8];
+    ck_assert_msg(times_of(text, "gap", t, 8) == 1, "the 02:30 run in the gap: %s", text);
+    ck_assert_msg(has_run_at(text, "gap", "2026-03-29T01:00:0"), "not right after the gap: %s",
+                  text);
+    ck_assert_msg(has_run_at(text, "minute", "2026-03-29T01:00:0"), "%s", text);
+    free(text);
+
+    /* fall back, 2026-10-25 01:00 UTC: 02:00-03:00 local comes twice. A
+     * fixed-hour schedule ran in the first pass (00:00 UTC) and does not
+     * run again; an all-hours one runs in the second pass too. */
+    eps = tu_fmt("\"fixed\": {\"url\": \"http://127.0.0.1:%d/a\", \"schedule\": \"0 2 * * *\","
+                 " \"timezone\": \"Europe/Berlin\"},"
+                 " \"hourly\": {\"url\": \"http://127.0.0.1:%d/b\", \"schedule\": \"0 * * * *\","
+                 " \"timezone\": \"Europe/Berlin\"}",
+                 port, port);
+    text = run_faked("2026-10-25 00:59:57", eps, 5);
+    free(eps);
+    ck_assert_msg(times_of(text, "fixed", t, 8) == 0, "02:00 ran twice: %s", text);
+    ck_assert_msg(has_run_at(text, "hourly", "2026-10-25T01:00:0"), "%s", text);
+    free(text);
+}
+END_TEST
+
+static void check_config_error(const char *eps, const char *want)
+{
+    char *cfg = tu_fmt("{\"endpoints\": {%s}}", eps);
+    char *path = tu_write(dir, "bad.json", cfg);
+    const char *argv[] = {tu_fetchd(), "--check-config", "-c", path, NULL};
+    struct tu_result res;
+    tu_run(argv, 30 * tu_slack(), &res);
+    ck_assert_msg(res.status == 78, "exit %d for %s", res.status, cfg);
+    ck_assert_msg(strstr(res.err, want), "want \"%s\" in: %s", want, res.err);
+    tu_result_done(&res);
+    free(cfg);
+    free(path);
+}
+
+START_TEST(test_cron_config_errors)
+{
+    check_config_error("\"a\": {\"url\": \"http://x/\", \"schedule\": \"61 * * * *\"}",
+                       "endpoints.a.schedule: field 1 (minute): 61 is out of range");
+    check_config_error("\"a\": {\"url\": \"http://x/\", \"schedule\": \"* * * *\"}",
+                       "expected 5 fields");
+    check_config_error("\"a\": {\"url\": \"http://x/\", \"schedule\": \"0 3 * * *\","
+                       " \"timezone\": \"Mars/Base\"}",
+                       "endpoints.a.timezone: unknown time zone");
+    check_config_error("\"a\": {\"url\": \"http://x/\", \"schedule\": \"0 3 * * *\","
+                       " \"interval\": \"1m\"}",
+                       "both \"schedule\" and \"interval\"");
+    check_config_error("\"a\": {\"url\": \"http://x/\", \"timezone\": \"UTC\"}",
+                       "\"timezone\" applies to \"schedule\" only");
+}
+END_TEST
+
 static Suite *schedule_suite(void)
 {
     Suite *s = suite_create("schedule");
@@ -354,6 +486,8 @@ static Suite *schedule_suite(void)
     tcase_add_test(tc, test_failure_flood_is_bounded);
     tcase_add_test(tc, test_reload_twice_with_transfer_in_flight);
     tcase_add_test(tc, test_reload_in_flight_record_goes_to_the_right_sink);
+    tcase_add_test(tc, test_cron_dst);
+    tcase_add_test(tc, test_cron_config_errors);
     suite_add_tcase(s, tc);
     return s;
 }
