@@ -678,7 +678,10 @@ static bool is_token(const char *s)
 
 static int read_file(const char *path, char **ret, size_t *ret_len, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: opening a FIFO without a writer would block for ever
+     * (with SIGTERM blocked at start-up, and the event loop stuck at a
+     * reload); a device that has nothing to read fails instead of hanging */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         snprintf(err, errlen, "cannot open: %s", strerror(errno));
         return -errno;
@@ -694,6 +697,12 @@ static int read_file(const char *path, char **ret, size_t *ret_len, char *err, s
         snprintf(err, errlen, "is a directory, expected a JSON file");
         close(fd);
         return -EISDIR;
+    }
+    if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "is a %s, expected a JSON file",
+                 S_ISFIFO(st.st_mode) ? "FIFO (named pipe)" : "socket");
+        close(fd);
+        return -EINVAL;
     }
     /* Read it whole (a file replaced during a reload is read as one
      * consistent version) with a hard cap checked while reading. */

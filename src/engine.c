@@ -198,6 +198,7 @@ struct engine {
     ev_timer watchdog;
     ev_signal sigterm, sigint, sighup;
     bool stopping;
+    bool stop_now;              /* a second SIGTERM/SIGINT: no last delivery attempt */
     usec_t iter_started;
     unsigned started_this_iter;
     struct hist busy;           /* time spent per loop iteration, usec */
@@ -1994,8 +1995,10 @@ static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (s->cfg->cron) {
         usec_t real = now_usec(CLOCK_REALTIME);
         usec_t at = (usec_t)s->cron_at * USEC_PER_SEC;
-        if (real + USEC_PER_MSEC < at) {
-            ep_cron_sleep(e, s, now); /* a capped sleep, or the clock went back */
+        if (real < at) {
+            /* a capped sleep, the clock went back, or the monotonic timer
+             * ran a little ahead of the wall clock: never early */
+            ep_cron_sleep(e, s, now);
             return;
         }
         s->last_fire = now;
@@ -2471,6 +2474,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     }
     log_notice("received %s again, stopping now", strsignal(w->signum));
+    e->stop_now = true;
     engine_abort_in_flight(e);
     ev_break(loop, EVBREAK_ALL);
 }
@@ -2679,6 +2683,23 @@ int engine_run(struct engine *e)
     ev_signal_start(e->loop, &e->sigterm);
     ev_signal_start(e->loop, &e->sigint);
     ev_signal_start(e->loop, &e->sighup);
+    /* A SIGTERM or SIGINT that came while the configuration loaded (they
+     * are blocked from main() until now) stops fetchd before any fetch
+     * starts: enqueued runs stay queued (not run), no READY=1. */
+    sigset_t pending;
+    bool stop_early = sigpending(&pending) == 0 &&
+                      (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1);
+    if (stop_early) {
+        e->stopping = true;
+        e->st.interrupted = true;
+        struct log_fields lf = LOG_FIELDS_INIT;
+        lf.event = LOG_EV_STOPPING;
+        log_full(LOG_NOTICE, &lf, "received %s while starting, stopping before the first fetch",
+                 sigismember(&pending, SIGTERM) == 1 ? strsignal(SIGTERM) : strsignal(SIGINT));
+        if (!e->opt.once) {
+            notify_stopping();
+        }
+    }
     engine_unblock_signals();
     /* "weak" watchers (ev_unref): they must not keep ev_run() alive on
      * their own; engine_free refs the loop again before stopping them */
@@ -2706,7 +2727,7 @@ int engine_run(struct engine *e)
         ev_timer_start(e->loop, &e->progress);
         ev_unref(e->loop);
     }
-    if (!e->opt.once) {
+    if (!e->opt.once && !stop_early) {
         ev_timer_start(e->loop, &e->status_timer);
         ev_unref(e->loop);
         usec_t wd = notify_watchdog_usec();
@@ -2734,7 +2755,7 @@ int engine_run(struct engine *e)
 
     /* with --once everything may already be done (every transfer failed
      * to start): an ev_break before ev_run would be forgotten */
-    if (!e->opt.once || !engine_finished(e)) {
+    if (!stop_early && (!e->opt.once || !engine_finished(e))) {
         ev_run(e->loop, 0);
     }
 
@@ -2753,7 +2774,9 @@ int engine_run(struct engine *e)
     /* the records of the aborted transfers, and whatever the sinks still
      * hold: one last delivery without the loop, then counted */
     (void)sinkset_deliver(&e->sinks);
-    sinkset_finish(&e->sinks, now_usec(CLOCK_MONOTONIC) + 2 * USEC_PER_SEC);
+    /* after a second signal the operator wants out: what the sinks take
+     * at once is delivered, the rest is counted as abandoned */
+    sinkset_finish(&e->sinks, now_usec(CLOCK_MONOTONIC) + (e->stop_now ? 0 : 2 * USEC_PER_SEC));
     struct sink_counters sc;
     sinkset_totals(&e->sinks, &sc, NULL);
     e->st.records_lost += sc.dropped;

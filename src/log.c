@@ -393,14 +393,23 @@ void log_internalv(int prio, const struct log_fields *f, const char *file, int l
         off = 0;
     }
     vsnprintf(msg + off, sizeof(msg) - (size_t)off, fmt, ap);
-    /* one line: newlines inside a message would split it */
-    for (char *c = msg; *c; c++) {
+    /* one line without control bytes: a message may carry what a server
+     * sent (a Content-Type, say); a newline would split the line, and an
+     * escape sequence would reach a terminal or the journal as is */
+    char safe[sizeof(msg)];
+    size_t o = 0;
+    for (const unsigned char *c = (const unsigned char *)msg; *c && o + 5 < sizeof(safe); c++) {
         if (*c == '\n' || *c == '\r') {
-            *c = ' ';
+            safe[o++] = ' ';
+        } else if ((*c < 0x20 && *c != '\t') || *c == 0x7f) {
+            o += (size_t)snprintf(safe + o, sizeof(safe) - o, "\\x%02x", *c);
+        } else {
+            safe[o++] = (char)*c;
         }
     }
+    safe[o] = '\0';
 #if HAVE_SYSTEMD
-    if (log_target_eff == LOG_TARGET_JOURNAL && log_journal(prio, f, file, line, func, msg) >= 0) {
+    if (log_target_eff == LOG_TARGET_JOURNAL && log_journal(prio, f, file, line, func, safe) >= 0) {
         errno = saved;
         return;
     }
@@ -410,7 +419,7 @@ void log_internalv(int prio, const struct log_fields *f, const char *file, int l
     (void)line;
     (void)func;
 #endif
-    log_stderr(prio, msg);
+    log_stderr(prio, safe);
     errno = saved;
 }
 

@@ -231,6 +231,21 @@ static bool q_drop_oldest(struct sink *s)
     return true;
 }
 
+/* Before the overflow policy drops a record: a response that splits into
+ * more records than the queue holds fills it within one loop iteration,
+ * before the sink had a turn. A sink that can take records now (it never
+ * blocks) gets them first; true if the new record fits afterwards. */
+static bool q_make_room(struct sink *s, uint64_t cost, unsigned factor)
+{
+    if (s->state != SINK_READY || s->delivering || !s->head) {
+        return false;
+    }
+    s->delivering = true;
+    s->cfg->type->deliver(s);
+    s->delivering = false;
+    return !q_full(s, cost, factor);
+}
+
 /* Queues one record; returns 0 or -ENOBUFS/-ENOMEM (dropped, counted). */
 static int sink_enqueue(struct sink *s, const struct sink_item *it)
 {
@@ -253,7 +268,7 @@ static int sink_enqueue(struct sink *s, const struct sink_item *it)
     }
     switch (policy) {
     case SINK_DROP_OLDEST:
-        while (q_full(s, cost, 1)) {
+        while (q_full(s, cost, 1) && !q_make_room(s, cost, 1)) {
             if (!q_drop_oldest(s)) {
                 s->c.dropped++;
                 s->c.overflow++;
@@ -264,7 +279,7 @@ static int sink_enqueue(struct sink *s, const struct sink_item *it)
         }
         break;
     case SINK_DROP_NEWEST:
-        if (q_full(s, cost, 1)) {
+        if (q_full(s, cost, 1) && !q_make_room(s, cost, 1)) {
             s->c.dropped++;
             s->c.overflow++;
             sink_log_drops(s, "queue full (overflow drop_newest)");
@@ -272,7 +287,7 @@ static int sink_enqueue(struct sink *s, const struct sink_item *it)
         }
         break;
     case SINK_PAUSE:
-        if (q_full(s, cost, 2)) {
+        if (q_full(s, cost, 2) && !q_make_room(s, cost, 2)) {
             s->c.dropped++;
             s->c.overflow++;
             sink_log_drops(s, "queue at twice its bounds although its endpoints are paused");

@@ -193,6 +193,7 @@ struct sink {
     bool once;                  /* fetchd --once */
     bool draining;              /* fetchd is stopping (or --once is done
                                  * fetching): no waiting for fuller batches */
+    bool delivering;            /* inside the type's deliver() from sink_enqueue */
 };
 
 const struct sink_type *sink_type_find(const char *name);

@@ -37,6 +37,48 @@ static size_t xfer_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata
     return n;
 }
 
+/* CURLOPT_HEADERFUNCTION, with response_headers only: keeps the values of
+ * the configured headers of the last response as they arrive, in one pass
+ * (curl_easy_header() and curl_easy_nextheader() count every header on
+ * each call: quadratic in a response with tens of thousands of them, which
+ * libcurl allows within its 300 KB). */
+static size_t xfer_header_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct xfer *x = userdata;
+    size_t n = size * nmemb;
+    const struct endpoint_ext *ext = x->ep->x;
+    if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) {
+        buf_reset(&x->rhdr); /* a new response: an interim one came before */
+        return n;
+    }
+    const char *colon = memchr(ptr, ':', n);
+    if (!colon) {
+        return n;
+    }
+    size_t name_len = (size_t)(colon - ptr);
+    for (size_t i = 0; i < ext->n_resp_headers; i++) {
+        const char *want = ext->resp_headers[i];
+        if (strlen(want) != name_len || strncasecmp(want, ptr, name_len) != 0) {
+            continue;
+        }
+        const char *v = colon + 1, *e = ptr + n;
+        while (v < e && (*v == ' ' || *v == '\t')) {
+            v++;
+        }
+        while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t')) {
+            e--;
+        }
+        unsigned char idx = (unsigned char)i;
+        if (buf_reserve(&x->rhdr, (size_t)(e - v) + 2) == 0) { /* else over the cap: dropped */
+            (void)buf_append(&x->rhdr, &idx, 1);
+            (void)buf_append(&x->rhdr, v, (size_t)(e - v));
+            (void)buf_append(&x->rhdr, "", 1);
+        }
+        break;
+    }
+    return n;
+}
+
 /* CURLOPT_OPENSOCKETFUNCTION: the socket is made here so that running out
  * of file descriptors is visible (libcurl turns it into "couldn't connect"
  * with CURLINFO_OS_ERRNO 0); the engine then defers the transfer. */
@@ -162,6 +204,8 @@ int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const struct xfer_
     x->url = rq->url ? rq->url : ep->url;
     buf_reset(&x->body);
     buf_reset(&x->meta);
+    buf_reset(&x->rhdr);
+    x->rhdr.max = 1024 * 1024;
     x->body.max = ep->max_body_size;
     curl_slist_free_all(x->headers);
     x->headers = NULL;
@@ -212,6 +256,8 @@ int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const struct xfer_
     SET(CURLOPT_PRIVATE, x);
     SET(CURLOPT_WRITEFUNCTION, xfer_write_cb);
     SET(CURLOPT_WRITEDATA, x);
+    SET(CURLOPT_HEADERFUNCTION, ext->n_resp_headers ? xfer_header_cb : NULL);
+    SET(CURLOPT_HEADERDATA, ext->n_resp_headers ? (void *)x : NULL);
     SET(CURLOPT_ERRORBUFFER, x->errbuf);
     SET(CURLOPT_OPENSOCKETFUNCTION, xfer_opensocket_cb);
     SET(CURLOPT_OPENSOCKETDATA, x);
@@ -363,11 +409,24 @@ static void collect_headers(struct xfer *x)
     int r = buf_putc(m, '{');
     bool first = true;
     for (size_t i = 0; i < ext->n_resp_headers && r >= 0; i++) {
-        struct curl_header *h;
-        if (curl_easy_header(x->easy, ext->resp_headers[i], 0, CURLH_HEADER, -1, &h) != CURLHE_OK) {
+        struct buf v = {.max = 64 * 1024};
+        bool found = false, full = false;
+        for (size_t off = 0; off < x->rhdr.len;) {
+            unsigned char idx = (unsigned char)x->rhdr.data[off];
+            const char *val = x->rhdr.data + off + 1;
+            off += 1 + strlen(val) + 1;
+            if (idx != i || full) {
+                continue;
+            }
+            if (buf_printf(&v, "%s%s", found ? ", " : "", val) < 0) {
+                full = true; /* over 64 KiB: keep what fits */
+            }
+            found = true;
+        }
+        if (!found) {
+            buf_done(&v);
             continue;
         }
-        size_t amount = h->amount;
         char lower[128];
         snprintf(lower, sizeof(lower), "%s", ext->resp_headers[i]);
         for (char *p = lower; *p; p++) {
@@ -380,16 +439,6 @@ static void collect_headers(struct xfer *x)
         }
         if (r >= 0) {
             r = buf_putc(m, ':');
-        }
-        struct buf v = {.max = 64 * 1024};
-        for (size_t k = 0; k < amount && r >= 0; k++) {
-            if (curl_easy_header(x->easy, ext->resp_headers[i], k, CURLH_HEADER, -1, &h) !=
-                CURLHE_OK) {
-                break;
-            }
-            if (buf_printf(&v, "%s%s", k ? ", " : "", h->value) < 0) {
-                break; /* over 64 KiB: keep what fits */
-            }
         }
         if (r >= 0) {
             r = json_escape(m, v.data ? v.data : "", v.len);
@@ -534,6 +583,11 @@ enum xfer_outcome xfer_result(struct xfer *x, CURLcode res, struct record *rec, 
         if (res == CURLE_UNSUPPORTED_PROTOCOL && strstr(x->errbuf, "HTTP/0.9")) {
             /* a reply without a status line, not a refused scheme */
             rec->error = REC_ERR_BAD_RESPONSE;
+        }
+        if (res == CURLE_RECV_ERROR && strncmp(x->errbuf, "Too large response headers", 26) == 0) {
+            /* 7.88.1 with the CVE-2023-38039 fix: more than 300 KB of
+             * headers in all (later libcurl: CURLE_TOO_LARGE) */
+            rec->error = REC_ERR_TOO_LARGE;
         }
         if (rec->error == REC_ERR_TLS) {
             long vr = 0;
@@ -936,9 +990,11 @@ void xfer_release(struct xfer *x)
     x->gen = NULL;
     buf_reset(&x->body);
     buf_reset(&x->meta);
+    buf_reset(&x->rhdr);
     /* one huge response must not pin megabytes per pooled handle */
     buf_shrink(&x->body, 256 * 1024);
     buf_shrink(&x->meta, 16 * 1024);
+    buf_shrink(&x->rhdr, 16 * 1024);
 }
 
 void xfer_done(struct xfer *x)
@@ -950,4 +1006,5 @@ void xfer_done(struct xfer *x)
     }
     buf_done(&x->body);
     buf_done(&x->meta);
+    buf_done(&x->rhdr);
 }

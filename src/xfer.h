@@ -39,6 +39,8 @@ struct xfer {
     void *gen;                        /* the engine's config generation ep belongs to */
     struct buf body;                  /* response body, capped at max_body_size */
     struct buf meta;                  /* the "headers" object of records */
+    struct buf rhdr;                  /* response_headers values as they arrive:
+                                       * index byte, value, NUL; per response */
     struct record_timings timings;
     usec_t started_mono;
     usec_t started_real;

@@ -14,7 +14,8 @@
 
 /* ---- a scripted sink type ------------------------------------------------ */
 
-enum mem_mode { MEM_ACK, MEM_FAIL, MEM_RETRY, MEM_WAIT, MEM_ACK_ONE };
+/* MEM_HOLD: takes nothing now (a consumer that is not reading) */
+enum mem_mode { MEM_ACK, MEM_FAIL, MEM_RETRY, MEM_WAIT, MEM_ACK_ONE, MEM_HOLD };
 
 static enum mem_mode mem_mode;
 static char mem_out[65536];
@@ -56,6 +57,8 @@ static void mem_deliver(struct sink *s)
         break;
     case MEM_WAIT:
         sink_wait(s, 2);
+        break;
+    case MEM_HOLD:
         break;
     }
 }
@@ -161,6 +164,7 @@ END_TEST
 START_TEST(test_drop_newest)
 {
     setup_sinks(SINK_DROP_NEWEST, 3, 1 << 20, SINK_TAKE_ALL);
+    mem_mode = MEM_HOLD; /* else a full queue first lets the sink take records */
     for (unsigned i = 0; i < 10; i++) {
         put(i, REC_OK);
     }
@@ -170,6 +174,29 @@ START_TEST(test_drop_newest)
     ck_assert_str_eq(s->head->line[5] == '0' ? "0" : "x", "0"); /* the oldest survive */
     check_invariant(s);
     teardown_sinks();
+}
+END_TEST
+
+/* A response split into more records than the queue holds fills it within
+ * one loop iteration: a sink that can take records now gets them before
+ * the overflow policy drops any (here every policy). */
+START_TEST(test_full_queue_delivers_first)
+{
+    enum sink_overflow pol[] = {SINK_DROP_OLDEST, SINK_DROP_NEWEST, SINK_PAUSE};
+    for (size_t p = 0; p < 3; p++) {
+        setup_sinks(pol[p], 3, 1 << 20, SINK_TAKE_ALL);
+        for (unsigned i = 0; i < 50; i++) {
+            put(i, REC_OK);
+        }
+        struct sink *s = set.sinks[0];
+        ck_assert_uint_eq(s->c.dropped, 0);
+        ck_assert_uint_eq(s->c.produced, 50);
+        ck_assert_uint_ge(s->c.delivered, 47);
+        check_invariant(s);
+        sinkset_deliver(&set);
+        ck_assert_uint_eq(s->c.delivered, 50);
+        teardown_sinks();
+    }
 }
 END_TEST
 
@@ -225,6 +252,7 @@ END_TEST
 START_TEST(test_pause)
 {
     setup_sinks(SINK_PAUSE, 4, 1 << 20, SINK_TAKE_ALL);
+    mem_mode = MEM_HOLD;
     for (unsigned i = 0; i < 4; i++) {
         put(i, REC_OK);
     }
@@ -239,6 +267,7 @@ START_TEST(test_pause)
     ck_assert_uint_eq(s->queued, 8);
     ck_assert_uint_eq(s->c.overflow, 12);
     ck_assert(!sinkset_take_unpaused(&set));
+    mem_mode = MEM_ACK;
     sinkset_deliver(&set);
     ck_assert(!sinkset_paused(&set, &ep));
     ck_assert(sinkset_take_unpaused(&set));
@@ -368,6 +397,7 @@ START_TEST(test_once_defaults_to_pause)
     sinkset_init(&set, loop, NULL, NULL);
     set.once = true;
     ck_assert_int_eq(sinkset_open(&set, &cfg), 0);
+    mem_mode = MEM_HOLD;
     for (unsigned i = 0; i < 3; i++) {
         put(i, REC_OK);
     }
@@ -428,6 +458,7 @@ static Suite *sink_suite(void)
     TCase *tc = tcase_create("queue");
     tcase_add_test(tc, test_deliver_in_order);
     tcase_add_test(tc, test_drop_newest);
+    tcase_add_test(tc, test_full_queue_delivers_first);
     tcase_add_test(tc, test_drop_oldest_skips_locked);
     tcase_add_test(tc, test_bytes_bound);
     tcase_add_test(tc, test_pause);
