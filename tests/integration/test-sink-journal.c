@@ -1104,7 +1104,13 @@ START_TEST(test_own_log_journald_stalled)
     pid_t c = fork();
     ck_assert_int_ge(c, 0);
     if (c == 0) {
-        _exit(own_log_child(path));
+        /* exit through an exec: under the valgrind setup this test process
+         * is valgrind's, and the child's exit would be judged by its leak
+         * check (Check's own allocations) instead of by the code */
+        char code[16];
+        snprintf(code, sizeof(code), "%d", own_log_child(path));
+        execl("/bin/sh", "sh", "-c", "exit \"$0\"", code, (char *)NULL);
+        _exit(127);
     }
     int ws = 0;
     ck_assert_int_eq(waitpid(c, &ws, 0), c);
