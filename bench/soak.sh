@@ -85,7 +85,12 @@ FETCHD_PID=
 NGINX_PID=
 cleanup() {
     # nginx may be stopped (SIGSTOP) by the pool saturation
-    [ -z "$NGINX_PID" ] || kill -CONT "$NGINX_PID" $(cat "/proc/$NGINX_PID/task/$NGINX_PID/children" 2>/dev/null) 2>/dev/null || true
+    if [ -n "$NGINX_PID" ]; then
+        local workers
+        workers=$(cat "/proc/$NGINX_PID/task/$NGINX_PID/children" 2>/dev/null || true)
+        # shellcheck disable=SC2086 # a list of pids
+        kill -CONT "$NGINX_PID" $workers 2>/dev/null || true
+    fi
     if [ -n "$FETCHD_PID" ] && kill -0 "$FETCHD_PID" 2>/dev/null; then
         kill -KILL "$FETCHD_PID" 2>/dev/null || true
     fi
@@ -469,8 +474,11 @@ t0=$(date +%s.%N)
 FETCHD_PID=$!
 died=0
 mon=0
+# in the background, so that a signal to this script is handled at once
 $PY "$OUT/monitor.py" "$FETCHD_PID" "$SOAK_SECS" "$SAMPLE_SECS" "$OUT/samples.csv" "$NGX/nginx_status" \
-    "$NGINX_PID" "$((WARMUP_SECS / 2))" "$SOAK_SATURATE_MS" "$MAX_CONCURRENT" || mon=$?
+    "$NGINX_PID" "$((WARMUP_SECS / 2))" "$SOAK_SATURATE_MS" "$MAX_CONCURRENT" &
+pids+=($!)
+wait $! || mon=$?
 if [ "$mon" = 3 ]; then
     died=1
 elif [ "$mon" != 0 ]; then
@@ -499,7 +507,9 @@ FETCHD_PID=
 # ---- results -------------------------------------------------------------------
 export WARMUP_SECS SOAK_SECS SOAK_RSS_MAX_KIB MEM_JUDGE SOAK_FD_SLACK SOAK_MIN_RATE_PCT SANITIZED \
     ENDPOINTS INTERVAL_MS MAX_CONCURRENT SOAK_SATURATE_MS TARGET_RATE status died stop_s t0 t1
-export VERSION="$(basename "$FETCHD") ($("$FETCHD" --version | head -1))" NPROC="$(nproc)"
+VERSION="$(basename "$FETCHD") ($("$FETCHD" --version | head -1))"
+NPROC=$(nproc)
+export VERSION NPROC
 $PY - "$OUT" > "$OUT/soak.md" <<'EOF'
 import csv, glob, json, os, re, statistics, sys
 out = sys.argv[1]

@@ -1249,17 +1249,20 @@ START_TEST(test_sighup_storm)
     size_t n0 = records(NULL);
     ensure(wait_records(NULL, n0 + 4, 10 * tu_slack()), "no records after the storm: %s", diag());
 
-    /* no leaked fds (a connection may be closing: give it a few seconds) */
+    /* no leaked fds: a leak per reload would show hundreds; libcurl's
+     * connection cache may hold one more idle connection to the test
+     * server than before (each transfer has a fresh easy handle with this
+     * libcurl), so one or two more sockets are not a leak */
     int fds1 = -1;
     end = tu_now() + 5 * tu_slack();
     do {
         fds1 = fd_count(pid);
-        if (fds1 == fds0) {
+        if (fds1 <= fds0) {
             break;
         }
         usleep(100000);
     } while (tu_now() < end);
-    ensure(fds1 == fds0, "%d open fds before 1000 SIGHUPs, %d after", fds0, fds1);
+    ensure(fds1 <= fds0 + 2, "%d open fds before 1000 SIGHUPs, %d after", fds0, fds1);
     /* RSS says nothing under valgrind or ASan (its quarantine keeps freed
      * memory resident by design; LeakSanitizer checks leaks there) */
     if (!under_valgrind() && !SANITIZED) {
