@@ -365,7 +365,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
     rec.attempts = 1;
     rec.page = ep->x->page_mode ? 1 : 0;
     if (o == XFER_REDIRECT) {
-        FUZZ_CHECK(loc && strstr(loc, "://"));
+        /* libcurl resolves Location; for garbage such as "https:\xaf/x" the
+         * result need not contain "://": the engine checks its scheme and
+         * origin before following (engine_follow) */
+        FUZZ_CHECK(loc != NULL);
         (void)url_scheme_of(loc);
         (void)url_same_origin(x.url, loc);
         free(loc);
