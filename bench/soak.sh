@@ -18,10 +18,11 @@
 #   MAX_CONCURRENT=256  limits.max_concurrent
 #   SAMPLE_SECS=5       sampling period of /proc/PID/{status,fd}
 #   SOAK_RSS_MAX_KIB=1024  allowed memory growth after warm-up, of
-#   SOAK_MEM_JUDGE=heap the heap's size (what malloc took from the kernel),
-#                       or "rss" (VmRSS), or "none" (default for a sanitizer
-#                       build); RSS also grows while pages the heap already
-#                       has are touched for the first time, see README
+#   SOAK_MEM_JUDGE=rss  VmRSS, or "heap" (the heap's size: what malloc took
+#                       from the kernel), or "none" (default for a sanitizer
+#                       build, whose shadow memory and quarantine grow); fetchd
+#                       gives free heap pages back once a minute
+#                       (malloc_trim), so RSS follows what it uses
 #   SOAK_FD_SLACK=4     sockets above MAX_CONCURRENT, stuck sockets at the end
 #   SOAK_MIN_RATE_PCT=90   fetches/s achieved, in % of the target
 #   SOAK_SATURATE_MS=500   nginx stopped this long (and on, up to 4x, until
@@ -74,7 +75,7 @@ if ldd "$FETCHD" 2>/dev/null | grep -q 'libasan\|libubsan' ||
     grep -aq '__asan_init\|__ubsan_handle' "$FETCHD"; then
     SANITIZED=1
 fi
-MEM_JUDGE=${SOAK_MEM_JUDGE:-$([ "$SANITIZED" = 1 ] && echo none || echo heap)}
+MEM_JUDGE=${SOAK_MEM_JUDGE:-$([ "$SANITIZED" = 1 ] && echo none || echo rss)}
 case $MEM_JUDGE in heap | rss | none) ;; *) die "SOAK_MEM_JUDGE: heap, rss or none" ;; esac
 # ASan + UBSan make a fetch about 2x as expensive: half the rate by default
 ENDPOINTS=${ENDPOINTS:-$((SANITIZED ? 500 : 1000))}
@@ -642,7 +643,9 @@ pats = {"timer lateness p50 / p99 / max":
              lambda g: f"{g[0]} / {g[1]} / {g[2]} ms"),
         "loop busy p99 / max":
             (r"loop: (\d+) iterations, busy p99 ([\d.]+) ms, max ([\d.]+) ms",
-             lambda g: f"{g[1]} / {g[2]} ms ({int(g[0]):,} iterations)")}
+             lambda g: f"{g[1]} / {g[2]} ms ({int(g[0]):,} iterations)"),
+        "longest heap trim (malloc_trim, once a minute)":
+            (r"heap trim max ([\d.]+) ms", lambda g: f"{g[0]} ms")}
 for name, (pat, fmt) in pats.items():
     m = re.search(pat, log)
     row(name, fmt(m.groups()) if m else "missing")

@@ -35,6 +35,7 @@
 #include "plugin.h"
 #include "json.h"
 #include "secret.h"
+#include "template.h"
 #include "units.h"
 #include "url.h"
 #include "util/buf.h"
@@ -63,6 +64,7 @@ enum ep_key {
     EK_OFFSET,
     EK_SCHEDULE,
     EK_TIMEZONE,
+    EK_CHECKPOINT,
     /* the options of struct endpoint_ext, from here to the end */
     EK_AUTH,
     EK_TLS,
@@ -108,6 +110,7 @@ static const char *const ep_keys[_EK_MAX] = {
     [EK_OFFSET] = "offset",
     [EK_SCHEDULE] = "schedule",
     [EK_TIMEZONE] = "timezone",
+    [EK_CHECKPOINT] = "checkpoint",
     [EK_AUTH] = "auth",
     [EK_TLS] = "tls",
     [EK_PROXY] = "proxy",
@@ -1473,10 +1476,27 @@ static void build_schedule(struct loader *L, struct endpoint_cfg *ep, const stru
         ss.node = NULL; /* its own interval wins over a default schedule */
     }
     if (!ss.node) {
-        if (own[EK_TIMEZONE].node) {
-            lerr(L, own[EK_TIMEZONE], true, tp,
-                 "\"timezone\" applies to \"schedule\" only; endpoint \"%s\" has none", epname);
+        /* the zone of time placeholders (build_templates checks its use) */
+        const char *zone;
+        bool was_mute = L->mute;
+        if (!own[EK_TIMEZONE].node) { /* a bad default is reported once */
+            L->mute = was_mute || L->def_seen[EK_TIMEZONE];
+            L->def_seen[EK_TIMEZONE] = true;
         }
+        if (tz.node && get_string(L, tz, tp, &zone) == 0) {
+            char err[256];
+            char *env = NULL;
+            int r = cron_zone_env(zone, &env, err, sizeof(err));
+            free(env);
+            if (r == -ENOMEM) {
+                L->oom = true;
+            } else if (r < 0) {
+                lerr(L, tz, false, tp, "%s", err);
+            } else if (!(ep->timezone = arena_strdup(&L->cfg->arena, zone))) {
+                L->oom = true;
+            }
+        }
+        L->mute = was_mute;
         return;
     }
     if (own[EK_SCHEDULE].node &&
@@ -2073,6 +2093,32 @@ static const char **header_list(struct loader *L, struct src s, const char *path
     return v;
 }
 
+/* A JSON Pointer option: parsed and owned by the config (cfg->jptrs), or
+ * NULL after reporting why. */
+static struct jptr *owned_pointer(struct loader *L, struct src s, const char *kp, const char *str)
+{
+    const char *msg = NULL;
+    struct jptr *jp = NULL;
+    int r = jptr_parse(str, &jp, &msg);
+    if (r == -ENOMEM) {
+        L->oom = true;
+        return NULL;
+    }
+    if (r < 0) {
+        lerr(L, s, false, kp, "invalid JSON Pointer \"%.60s\": %s", str, msg);
+        return NULL;
+    }
+    struct jptr **nj = realloc(L->cfg->jptrs, (L->cfg->n_jptrs + 1) * sizeof(*nj));
+    if (!nj) {
+        jptr_free(jp);
+        L->oom = true;
+        return NULL;
+    }
+    L->cfg->jptrs = nj;
+    nj[L->cfg->n_jptrs++] = jp;
+    return jp;
+}
+
 static void build_paginate(struct loader *L, struct src s, const char *path,
                            struct endpoint_ext *x)
 {
@@ -2105,25 +2151,9 @@ static void build_paginate(struct loader *L, struct src s, const char *path,
     } else {
         struct src ps = nu.node ? nu : cu;
         _cleanup_free_ char *kp = mkpath(path, nu.node ? "next_url" : "cursor", NULL);
-        const char *str, *msg = NULL;
+        const char *str;
         if (get_string(L, ps, kp, &str) == 0) {
-            struct jptr *jp = NULL;
-            int r = jptr_parse(str, &jp, &msg);
-            if (r == -ENOMEM) {
-                L->oom = true;
-            } else if (r < 0) {
-                lerr(L, ps, false, kp, "invalid JSON Pointer \"%.60s\": %s", str, msg);
-            } else {
-                struct jptr **nj = realloc(L->cfg->jptrs, (L->cfg->n_jptrs + 1) * sizeof(*nj));
-                if (!nj) {
-                    jptr_free(jp);
-                    L->oom = true;
-                    return;
-                }
-                L->cfg->jptrs = nj;
-                nj[L->cfg->n_jptrs++] = jp;
-                x->page_ptr = jp;
-            }
+            x->page_ptr = owned_pointer(L, ps, kp, str);
         }
         x->page_mode = nu.node ? PAGE_NEXT_URL : PAGE_CURSOR;
     }
@@ -2438,6 +2468,324 @@ bool config_header_is_secret(const struct endpoint_ext *x, const char *name, siz
     return false;
 }
 
+/* ---- request templates and checkpoints ---------------------------------- */
+
+static int keep_tpl(struct loader *L, struct tpl *t)
+{
+    struct tpl **n = realloc(L->cfg->tpls, (L->cfg->n_tpls + 1) * sizeof(*n));
+    if (!n) {
+        tpl_free(t);
+        return -ENOMEM;
+    }
+    L->cfg->tpls = n;
+    n[L->cfg->n_tpls++] = t;
+    return 0;
+}
+
+static int sample_credential(void *ctx, const char *name, const char **value, char *err,
+                             size_t errlen)
+{
+    (void)ctx;
+    (void)name;
+    (void)err;
+    (void)errlen;
+    *value = "x";
+    return 0;
+}
+
+/* The origin (scheme://host:port) ends at the first "/", "?" or "#" after
+ * "://". */
+static size_t url_origin_len(const char *url)
+{
+    const char *p = strstr(url, "://");
+    if (!p) {
+        return 0;
+    }
+    p += 3;
+    return (size_t)(p - url) + strcspn(p, "/?#");
+}
+
+/* A URL with placeholders: parses them (kept in cfg->tpls, *ret set) and
+ * renders a sample to validate instead of the text. Placeholders stay out
+ * of the origin: where a request goes, and whether credentials go with a
+ * redirect or a next page, must not depend on a value. */
+static int url_template(struct loader *L, const char *url, struct tpl **ret, char **ret_sample,
+                        char *err, size_t errlen)
+{
+    const char *first = strstr(url, "${");
+    if (!first) {
+        return 0;
+    }
+    struct tpl *t = NULL;
+    int r = tpl_parse(url, strlen(url), TPL_CTX_URL, &t, err, errlen);
+    if (r < 0) {
+        return r;
+    }
+    if (!t) {
+        return 0;
+    }
+    if (keep_tpl(L, t) < 0) {
+        return -ENOMEM;
+    }
+    if ((size_t)(first - url) < url_origin_len(url)) {
+        snprintf(err, errlen, "a placeholder in the scheme, host or port (at byte %zu): "
+                 "placeholders may only be used in the path and the query",
+                 (size_t)(first - url) + 1);
+        return -EINVAL;
+    }
+    struct tpl_values v = {
+        .now = UINT64_C(1767225600) * USEC_PER_SEC, /* 2026-01-01 */
+        .interval_start = UINT64_C(1767225600) * USEC_PER_SEC,
+        .interval_end = UINT64_C(1767225600) * USEC_PER_SEC,
+        .checkpoint = "0",
+        .checkpoint_len = 1,
+        .credential = sample_credential,
+    };
+    struct buf b = {0};
+    r = tpl_render(t, &v, &b, err, errlen);
+    if (r < 0) {
+        buf_done(&b);
+        return r;
+    }
+    *ret = t;
+    *ret_sample = buf_steal(&b);
+    return *ret_sample ? 0 : -ENOMEM;
+}
+
+/* "checkpoint": "/pointer" or {"pointer": "/pointer", "keep": "max"|"last"}. */
+static void build_checkpoint(struct loader *L, struct endpoint_cfg *ep, struct src s,
+                             const char *kp)
+{
+    static const char *const known[] = {"pointer", "keep", NULL};
+    const char *ptr = NULL, *keep = "max";
+    if (cJSON_IsNull(s.node)) {
+        return; /* removes one set in defaults */
+    }
+    if (cJSON_IsString(s.node)) {
+        ptr = s.node->valuestring;
+    } else if (sub_object(L, s, kp, known, "{\"pointer\": \"/items/0/id\", \"keep\": \"max\"}")) {
+        struct src ps = member(s, "pointer"), ks = member(s, "keep");
+        _cleanup_free_ char *pp = mkpath(kp, "pointer", NULL);
+        _cleanup_free_ char *kk = mkpath(kp, "keep", NULL);
+        if (!ps.node) {
+            lerr(L, s, false, kp, "missing \"pointer\", the JSON Pointer of the value in each "
+                 "record, e.g. \"/id\"");
+            return;
+        }
+        if (get_string(L, ps, pp, &ptr) < 0 || (ks.node && get_string(L, ks, kk, &keep) < 0)) {
+            return;
+        }
+        if (strcmp(keep, "max") != 0 && strcmp(keep, "last") != 0) {
+            lerr(L, ks, false, kk, "expected \"max\" (the highest value of a fetch) or \"last\" "
+                 "(the value in its last record)");
+            return;
+        }
+    } else {
+        return; /* sub_object reported it */
+    }
+    struct jptr *jp = owned_pointer(L, s, kp, ptr);
+    if (!jp) {
+        return;
+    }
+    struct ckpt_cfg *c = arena_alloc(&L->cfg->arena, sizeof(*c));
+    if (!c || !(c->pointer = arena_strdup(&L->cfg->arena, ptr))) {
+        L->oom = true;
+        return;
+    }
+    c->ptr = jp;
+    c->keep_max = strcmp(keep, "max") == 0;
+    ep->ckpt = c;
+}
+
+/* Adds the credentials a template uses to the list (names and files). */
+static bool add_creds(struct loader *L, const struct tpl *t, struct ep_tpl *et, struct src at,
+                      const char *path)
+{
+    size_t n;
+    const char *const *names = tpl_credentials(t, &n);
+    for (size_t i = 0; i < n; i++) {
+        size_t j;
+        for (j = 0; j < et->n_creds && strcmp(et->cred_names[j], names[i]) != 0; j++) {
+        }
+        if (j < et->n_creds) {
+            continue;
+        }
+        char err[400];
+        _cleanup_free_ char *p = secret_credential_path(names[i], err, sizeof(err));
+        if (!p) {
+            lerr(L, at, false, path, "${credential:%s}: %s", names[i], err);
+            return false;
+        }
+        const char **nn = arena_alloc(&L->cfg->arena, (et->n_creds + 1) * sizeof(char *));
+        const char **np = arena_alloc(&L->cfg->arena, (et->n_creds + 1) * sizeof(char *));
+        if (!nn || !np) {
+            L->oom = true;
+            return false;
+        }
+        if (et->n_creds) {
+            memcpy(nn, et->cred_names, et->n_creds * sizeof(char *));
+            memcpy(np, et->cred_paths, et->n_creds * sizeof(char *));
+        }
+        nn[et->n_creds] = arena_str(L, names[i]);
+        np[et->n_creds] = arena_str(L, p);
+        if (!nn[et->n_creds] || !np[et->n_creds]) {
+            return false;
+        }
+        et->cred_names = nn;
+        et->cred_paths = np;
+        et->n_creds++;
+    }
+    return true;
+}
+
+static bool contains_ci(const char *h, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *h; h++) {
+        if (strncasecmp(h, needle, n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+#define TPL_TIME_USES                                                                              \
+    (1u << TPL_NOW | 1u << TPL_INTERVAL_START | 1u << TPL_INTERVAL_END | 1u << TPL_LAST_SUCCESS)
+
+/* Placeholders in header values and the body, and the checks across keys:
+ * ${checkpoint} needs "checkpoint" and the other way round; "timezone"
+ * without "schedule" needs a time placeholder; credentials resolve. */
+static void build_templates(struct loader *L, struct endpoint_cfg *ep, const struct src *own,
+                            struct src ep_src, const char *epname, struct tpl *url_tpl)
+{
+    struct config *cfg = L->cfg;
+    struct ep_tpl et = {.url = url_tpl};
+    unsigned uses = tpl_uses(url_tpl);
+    char err[400];
+    struct src hs = pick(own, L, EK_HEADERS);
+    _cleanup_free_ char *hp = mkpath("endpoints", epname, "headers");
+    _cleanup_free_ char *up = mkpath("endpoints", epname, "url");
+    _cleanup_free_ char *bp = mkpath("endpoints", epname, "body");
+    bool bad = false;
+    if (url_tpl && !add_creds(L, url_tpl, &et, pick(own, L, EK_URL), up)) {
+        bad = true;
+    }
+    for (size_t i = 0; i < ep->n_headers && !bad; i++) {
+        const char *h = ep->headers[i];
+        const char *colon = strchr(h, ':');
+        if (!colon || !strstr(colon, "${")) {
+            continue; /* "Name;" (empty) or plain */
+        }
+        const char *val = colon + 1 + (colon[1] == ' ');
+        struct tpl *t = NULL;
+        int r = tpl_parse(val, strlen(val), TPL_CTX_HEADER, &t, err, sizeof(err));
+        if (r == -ENOMEM || (t && keep_tpl(L, t) < 0)) {
+            L->oom = true;
+            return;
+        }
+        if (r < 0) {
+            lerr(L, hs, false, hp, "header %.*s: %s", (int)(colon - h), h, err);
+            bad = true;
+            break;
+        }
+        if (!t) {
+            continue;
+        }
+        if (!et.headers) {
+            et.headers = arena_alloc(&cfg->arena, ep->n_headers * sizeof(*et.headers));
+            et.header_secret = arena_alloc(&cfg->arena, ep->n_headers * sizeof(bool));
+            if (!et.headers || !et.header_secret) {
+                L->oom = true;
+                return;
+            }
+            memset(et.headers, 0, ep->n_headers * sizeof(*et.headers));
+            memset(et.header_secret, 0, ep->n_headers * sizeof(bool));
+        }
+        et.headers[i] = t;
+        et.header_secret[i] = (tpl_uses(t) & 1u << TPL_CREDENTIAL) != 0;
+        uses |= tpl_uses(t);
+        if (!add_creds(L, t, &et, hs, hp)) {
+            bad = true;
+        }
+    }
+    if (ep->body && !bad && strstr(ep->body, "${")) { /* (a body holds no NUL) */
+        enum tpl_ctx ctx = TPL_CTX_RAW;
+        for (size_t i = 0; i < ep->n_headers; i++) {
+            const char *h = ep->headers[i];
+            if (strncasecmp(h, "Content-Type:", 13) == 0) {
+                ctx = contains_ci(h, "x-www-form-urlencoded") ? TPL_CTX_FORM
+                      : contains_ci(h, "json")                ? TPL_CTX_JSON
+                                                              : TPL_CTX_RAW;
+            }
+        }
+        if (ep->body_is_json) {
+            ctx = TPL_CTX_JSON;
+        }
+        struct tpl *t = NULL;
+        int r = tpl_parse(ep->body, ep->body_len, ctx, &t, err, sizeof(err));
+        if (r == -ENOMEM || (t && keep_tpl(L, t) < 0)) {
+            L->oom = true;
+            return;
+        }
+        if (r < 0) {
+            lerr(L, pick(own, L, EK_BODY), false, bp, "%s", err);
+            bad = true;
+        } else if (t) {
+            et.body = t;
+            uses |= tpl_uses(t);
+            if (!add_creds(L, t, &et, pick(own, L, EK_BODY), bp)) {
+                bad = true;
+            }
+        }
+    }
+    if (bad) {
+        return;
+    }
+    _cleanup_free_ char *path = mkpath("endpoints", epname, NULL);
+    if ((uses & 1u << TPL_CHECKPOINT) && !ep->ckpt) {
+        lerr(L, ep_src, false, path,
+             "${checkpoint} is used but endpoint \"%s\" has no \"checkpoint\"; add e.g. "
+             "\"checkpoint\": \"/0/id\" (the JSON Pointer of the value in each record)",
+             epname);
+    }
+    if (ep->ckpt && !(uses & 1u << TPL_CHECKPOINT)) {
+        _cleanup_free_ char *cp = mkpath("endpoints", epname, "checkpoint");
+        lerr(L, pick(own, L, EK_CHECKPOINT), false, cp,
+             "endpoint \"%s\" keeps a checkpoint but no ${checkpoint} in its url, headers or body "
+             "uses it (every fetch would ask for everything)",
+             epname);
+    }
+    if (own[EK_TIMEZONE].node && !ep->cron && !(uses & TPL_TIME_USES)) {
+        _cleanup_free_ char *tp = mkpath("endpoints", epname, "timezone");
+        lerr(L, own[EK_TIMEZONE], true, tp,
+             "\"timezone\" applies to \"schedule\" and to the time placeholders of a template "
+             "(${now:...}); endpoint \"%s\" has neither",
+             epname);
+    }
+    if (!uses) {
+        return;
+    }
+    if (ep->timezone && (uses & TPL_TIME_USES)) {
+        char *env = NULL;
+        int r = cron_zone_env(ep->timezone, &env, err, sizeof(err));
+        if (r < 0) {
+            L->oom = L->oom || r == -ENOMEM;
+            free(env);
+            return; /* (checked when "timezone" was read) */
+        }
+        et.tz_env = arena_str(L, env);
+        free(env);
+    }
+    et.uses = uses;
+    struct ep_tpl *copy = arena_alloc(&cfg->arena, sizeof(*copy));
+    if (!copy) {
+        L->oom = true;
+        return;
+    }
+    *copy = et;
+    ep->tpl = copy;
+}
+
 static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *def_sinks,
                            uint32_t n_def_sinks)
 {
@@ -2455,6 +2803,7 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
     }
     check_dups(L, obj, fi, path);
     struct src own[_EK_MAX] = {0};
+    struct tpl *url_tpl = NULL; /* kept in cfg->tpls */
     for (const cJSON *k = obj->child; k; k = k->next) {
         size_t i;
         for (i = 0; i < _EK_MAX && strcmp(k->string, ep_keys[i]) != 0; i++) {
@@ -2520,7 +2869,18 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
         switch ((enum ep_key)k) {
         case EK_URL:
             if (get_string(L, s, kp, &str) == 0) {
-                int ur = url_validate_schemes(str, ep->x->scheme_mask, err, sizeof(err));
+                _cleanup_free_ char *sample = NULL;
+                int tr = url_template(L, str, &url_tpl, &sample, err, sizeof(err));
+                if (tr == -ENOMEM) {
+                    L->oom = true;
+                    break;
+                }
+                if (tr < 0) {
+                    lerr(L, s, false, kp, "%s", err);
+                    break;
+                }
+                int ur = url_validate_schemes(sample ? sample : str, ep->x->scheme_mask, err,
+                                              sizeof(err));
                 if (ur == -ENOMEM) {
                     L->oom = true;
                     break;
@@ -2679,6 +3039,9 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
         case EK_ALIGN:
             get_bool(L, s, kp, &ep->align);
             break;
+        case EK_CHECKPOINT:
+            build_checkpoint(L, ep, s, kp);
+            break;
         case EK_OFFSET:
             get_duration(L, s, kp, 0, 30 * 86400 * USEC_PER_SEC, &ep->offset);
             break;
@@ -2730,6 +3093,7 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
         nh[ep->n_headers++] = "Content-Type: application/json";
         ep->headers = nh;
     }
+    build_templates(L, ep, own, nm->src, nm->name, url_tpl);
     if (L->errs->n + L->errs->dropped != nerr0 || !ep->url) {
         jptr_free(ep->select);
         ep->select = NULL;
@@ -2861,6 +3225,10 @@ struct config *config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->n_crons; i++) {
         cron_free(cfg->crons[i]);
     }
+    for (size_t i = 0; i < cfg->n_tpls; i++) {
+        tpl_free(cfg->tpls[i]);
+    }
+    free(cfg->tpls);
     free(cfg->crons);
     free(cfg->jptrs);
     free(cfg->endpoints);
@@ -2977,7 +3345,9 @@ bool config_endpoint_equal(const struct config *ca, const struct endpoint_cfg *a
         a->follow_redirects != b->follow_redirects || a->enabled != b->enabled ||
         a->jitter != b->jitter || a->align != b->align || a->offset != b->offset ||
         !str_eq(a->schedule, b->schedule) || !str_eq(a->timezone, b->timezone) ||
-        !str_eq(a->x->canon, b->x->canon)) {
+        !str_eq(a->x->canon, b->x->canon) || !a->ckpt != !b->ckpt ||
+        (a->ckpt && (strcmp(a->ckpt->pointer, b->ckpt->pointer) != 0 ||
+                     a->ckpt->keep_max != b->ckpt->keep_max))) {
         return false;
     }
     for (size_t i = 0; i < a->n_headers; i++) {
@@ -3149,6 +3519,14 @@ void config_print_summary(const struct config *cfg, FILE *f)
         }
         if (e->n_headers) {
             fputc('\n', f);
+        }
+        if (e->tpl || e->ckpt) {
+            fprintf(f, "                   templated:%s%s%s%s%s%s%s%s\n", e->tpl && e->tpl->url ? " url" : "",
+                    e->tpl && e->tpl->headers ? " headers" : "", e->tpl && e->tpl->body ? " body" : "",
+                    e->tpl && e->tpl->tz_env ? ", times in " : "",
+                    e->tpl && e->tpl->tz_env ? e->timezone : "", e->ckpt ? ", checkpoint " : "",
+                    e->ckpt ? e->ckpt->pointer : "",
+                    e->ckpt ? (e->ckpt->keep_max ? " (max)" : " (last)") : "");
         }
     }
     if (shown < cfg->n_endpoints) {

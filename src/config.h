@@ -93,6 +93,31 @@ struct endpoint_ext {
     uint32_t max_pages;
 };
 
+struct tpl;
+
+/* Request templating (template.h): the endpoint's URL, header values or
+ * body hold placeholders. Owned by the config. */
+struct ep_tpl {
+    struct tpl *url;            /* or NULL: the URL is plain */
+    struct tpl **headers;       /* parallel to endpoint_cfg.headers (the value
+                                 * after "Name: "), NULL entries for plain
+                                 * headers; NULL when none is templated */
+    bool *header_secret;        /* parallel: the value holds a credential */
+    struct tpl *body;           /* or NULL */
+    const char *tz_env;         /* TZ value for time placeholders, NULL: UTC */
+    const char **cred_names;    /* credentials used, and their files */
+    const char **cred_paths;
+    size_t n_creds;
+    unsigned uses;              /* 1u << TPL_x over all templates */
+};
+
+/* "checkpoint": a JSON Pointer into each record's data. */
+struct ckpt_cfg {
+    const char *pointer;        /* arena: the pointer's text */
+    struct jptr *ptr;           /* owned by the config (jptrs) */
+    bool keep_max;              /* "keep": "max" (default) or "last" */
+};
+
 struct endpoint_cfg {
     const char *name;         /* arena */
     const char *url;          /* arena */
@@ -105,8 +130,9 @@ struct endpoint_cfg {
     bool body_is_json;        /* body was given as a JSON value */
     usec_t interval;
     struct cron *cron;        /* "schedule" instead of interval: owned by the config */
-    const char *schedule;     /* arena: the expression, and its "timezone" or NULL */
-    const char *timezone;
+    const char *schedule;     /* arena: the expression, or NULL */
+    const char *timezone;     /* arena: "timezone" (schedule and time
+                               * placeholders), or NULL */
     usec_t timeout;
     usec_t connect_timeout;
     usec_t low_speed_time;
@@ -122,6 +148,8 @@ struct endpoint_cfg {
     bool align;               /* runs at wall-clock multiples of interval (+ offset) */
     usec_t offset;            /* with align: shift from the multiple */
     const struct endpoint_ext *x; /* arena, possibly shared; never NULL */
+    const struct ep_tpl *tpl;     /* placeholders, or NULL */
+    const struct ckpt_cfg *ckpt;  /* "checkpoint", or NULL */
 };
 
 struct limits {
@@ -152,6 +180,8 @@ struct config {
     size_t n_crons;
     struct jptr **jptrs;          /* owned pointers of the ext options */
     size_t n_jptrs;
+    struct tpl **tpls;            /* owned templates (endpoints borrow them) */
+    size_t n_tpls;
 };
 
 struct config_errors {

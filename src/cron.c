@@ -362,9 +362,7 @@ static bool cron_zone_name_ok(const char *tz)
     }
 }
 
-/* Checks that tz names a TZif file and stores ":<path>" (the TZ value) in
- * *ret_env. */
-static int cron_zone_open(const char *tz, char **ret_env, char *err, size_t errlen)
+int cron_zone_env(const char *tz, char **ret_env, char *err, size_t errlen)
 {
     char q[48];
     if (!cron_zone_name_ok(tz)) {
@@ -418,7 +416,7 @@ int cron_parse(const char *expr, const char *tz, struct cron **ret, char *err, s
     }
     int r = cron_fields_parse(c, expr, err, errlen);
     if (r == 0 && tz) {
-        r = cron_zone_open(tz, &c->tzenv, err, errlen);
+        r = cron_zone_env(tz, &c->tzenv, err, errlen);
     }
     if (r < 0) {
         cron_free(c);

@@ -71,6 +71,11 @@ struct cron;
  * of range 0-23" into err (errlen bytes, truncated). */
 int cron_parse(const char *expr, const char *tz, struct cron **ret, char *err, size_t errlen);
 
+/* Checks that tz names a zone as cron_parse() does and stores ":<path of its
+ * TZif file>", a value for the TZ variable, in *ret_env (malloc'd). Returns 0,
+ * -EINVAL (reason in err) or -ENOMEM. */
+int cron_zone_env(const char *tz, char **ret_env, char *err, size_t errlen);
+
 /* Frees c (NULL is fine); returns NULL. */
 struct cron *cron_free(struct cron *c);
 

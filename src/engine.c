@@ -27,6 +27,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <ev.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "checkpoint.h"
 #include "cron.h"
 #include "fetchd-build.h"
 #include "hist.h"
@@ -47,9 +49,11 @@
 #include "oauth.h"
 #include "record.h"
 #include "secret.h"
+#include "template.h"
 #include "url.h"
 #include "sink.h"
 #include "units.h"
+#include "util/file.h"
 #include "util/strmap.h"
 #include "xfer.h"
 
@@ -66,6 +70,7 @@
 #define ENGINE_BUDGET_WINDOW 10 /* seconds over which the retry budget is counted */
 #define ENGINE_BUDGET_MIN 10    /* retries always allowed per window */
 #define ENGINE_COND_SAVE_DELAY 5.0 /* seconds between saves of conditional.json */
+#define ENGINE_TRIM_EVERY 60       /* status ticks (seconds) between malloc_trim() calls */
 
 struct gen;
 struct ep_state;
@@ -95,6 +100,14 @@ struct cycle {
     usec_t fd_since;        /* deferred for lack of fds since, or 0 */
     size_t heap_idx;        /* position in the retry heap, SIZE_MAX if not there */
     struct oauth_waiter waiter;
+    /* request templates: this cycle's rendered request (owned) */
+    char *tpl_url;          /* the URL (page 1, retries of it, cursor pages) */
+    char **tpl_headers;     /* parallel to the endpoint's headers */
+    char *tpl_body;
+    size_t tpl_body_len;
+    bool tpl_body_secret;   /* the body holds a credential */
+    usec_t tpl_end;         /* interval_end of this cycle (wall clock) */
+    struct ckpt_cycle *trk; /* checkpoint / last success tracking, or NULL */
 };
 
 struct ep_state {
@@ -126,6 +139,9 @@ struct ep_state {
     int64_t cron_at;                /* "schedule": the planned run, wall-clock seconds */
     usec_t hold_until;              /* CLOCK_MONOTONIC: no new cycle before */
     struct ep_stats *stats;         /* for status and metrics; after the first fetch */
+    usec_t sched_real;              /* CLOCK_REALTIME of the scheduled run now queued,
+                                     * 0: not a scheduled run (now) */
+    usec_t tpl_prev_end;            /* interval_end of the last ok cycle, 0: none */
 };
 
 /* What "fetchd status" and the metrics show of an endpoint; allocated at
@@ -238,6 +254,9 @@ struct engine {
     char *state_file;           /* STATE_DIR/conditional.json, or NULL */
     cJSON *saved_cond;          /* loaded at start, consumed by endpoints */
     bool cond_dirty;
+    struct ckpt_store *ckpt;    /* checkpoints and last-success times */
+    unsigned trim_ticks;
+    usec_t trim_max;            /* the longest malloc_trim() */
     ev_timer cond_timer;
 };
 
@@ -477,6 +496,20 @@ static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
         notify_status(e->status);
     }
     log_tick(false);
+    if (++e->trim_ticks >= ENGINE_TRIM_EVERY) {
+        /* Free heap pages go back to the kernel: RSS follows what fetchd
+         * uses, not the high-water mark of a burst, nor pages that freed
+         * chunks scattered over the heap touch one by one over hours (about
+         * 1 MiB in 10 minutes at 10,000 fetches/s, bench/soak.sh). The
+         * stop log gives the longest one. */
+        e->trim_ticks = 0;
+        usec_t t0 = now_usec(CLOCK_MONOTONIC);
+        (void)malloc_trim(0);
+        usec_t took = now_usec(CLOCK_MONOTONIC) - t0;
+        if (took > e->trim_max) {
+            e->trim_max = took;
+        }
+    }
 }
 
 /* The watchdog ping comes from the loop itself: a stuck loop stops pinging
@@ -536,6 +569,9 @@ static void engine_dispatch(struct engine *e, struct gen *g, const struct endpoi
         const char *name = g->cfg->sinks[ep->sinks[j]].name;
         int i = config_sink_index(e->cur->cfg, name);
         if (i < 0 || sinkset_write(&e->sinks, (size_t)i, it) == -ENOENT) {
+            if (it->ticket) {
+                it->ticket->failed = true;
+            }
             e->st.records_lost++;
             log_sink(LOG_WARNING, name,
                      "removed by a reload while endpoint '%s' was fetching: its record is lost",
@@ -552,6 +588,7 @@ static void engine_emit(struct engine *e, struct ep_state *s, const struct recor
     if (record_serialize(rec, &e->line) < 0) {
         log_endpoint(LOG_ERR, rec->endpoint, "out of memory serialising a record; record lost");
         e->st.records_lost++;
+        ckpt_cycle_record(s->cyc ? s->cyc->trk : NULL, false, NULL, 0);
         return;
     }
     struct sink_item it = {
@@ -566,6 +603,10 @@ static void engine_emit(struct engine *e, struct ep_state *s, const struct recor
         /* "data" is the last member: ...,"data":<data>}\n */
         it.data_off = e->line.len - 2 - rec->data_len;
         it.data_len = rec->data_len;
+    }
+    if (s->cyc && s->cyc->trk) {
+        ckpt_cycle_record(s->cyc->trk, rec->error == REC_OK, rec->data, rec->data_len);
+        it.ticket = ckpt_cycle_ticket(s->cyc->trk);
     }
     engine_dispatch(e, s->gen, s->cfg, &it);
     buf_shrink(&e->line, 1024 * 1024);
@@ -708,9 +749,20 @@ static void engine_release_xfer(struct engine *e, struct xfer *x)
 static void cycle_destroy(struct cycle *c)
 {
     if (c) {
+        /* a cycle that never ended (the generation went away): it advances
+         * nothing */
+        ckpt_cycle_end(c->trk, false, NULL);
         free(c->url);
         free(c->page_url);
         free(c->pending);
+        free(c->tpl_url);
+        if (c->tpl_headers) {
+            for (size_t i = 0; c->tpl_headers[i]; i++) {
+                free(c->tpl_headers[i]);
+            }
+            free(c->tpl_headers);
+        }
+        free(c->tpl_body);
         free(c);
     }
 }
@@ -979,43 +1031,11 @@ static void cond_save(struct engine *e)
         e->cond_dirty = true;
         return;
     }
-    char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", e->state_file);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    bool ok = fd >= 0;
-    for (size_t off = 0; ok && off < b.len;) {
-        ssize_t n = write(fd, b.data + off, b.len - off);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        ok = n > 0;
-        off += ok ? (size_t)n : 0;
-    }
-    ok = ok && fsync(fd) == 0;
-    int err = errno;
-    if (fd >= 0) {
-        close(fd);
-    }
-    ok = ok && rename(tmp, e->state_file) == 0;
-    if (!ok) {
-        err = errno ? errno : err;
+    r = file_replace(e->state_file, b.data, b.len, 0600, true);
+    if (r < 0) {
         log_warning("cannot save conditional request state to %s: %s (it is kept in memory)",
-                    e->state_file, strerror(err));
-        unlink(tmp);
+                    e->state_file, strerror(-r));
         e->cond_dirty = true;
-    } else {
-        char dir[4200];
-        snprintf(dir, sizeof(dir), "%s", e->state_file);
-        char *slash = strrchr(dir, '/');
-        if (slash) {
-            *slash = slash == dir ? '/' : '\0';
-            slash[slash == dir] = '\0';
-            int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (dfd >= 0) {
-                (void)fsync(dfd);
-                close(dfd);
-            }
-        }
     }
     buf_done(&b);
 }
@@ -1140,6 +1160,21 @@ static void engine_breaker(struct engine *e, struct ep_state *s, const struct re
  * cycle's outcome (the first error record, or an ok record). */
 static void engine_cycle_end(struct engine *e, struct ep_state *s, const struct record *rec)
 {
+    struct cycle *c = s->cyc;
+    if (c && c->tpl_end && rec->error == REC_OK) {
+        s->tpl_prev_end = c->tpl_end; /* the next interval starts here */
+    }
+    if (c && c->trk) {
+        size_t n;
+        size_t missing = ckpt_cycle_end(c->trk, rec->error == REC_OK, &n);
+        c->trk = NULL;
+        if (n && missing == n) {
+            log_endpoint(LOG_WARNING, s->cfg->name,
+                         "the checkpoint pointer %s found no value to keep in any of the %zu "
+                         "record%s: the checkpoint stays where it was",
+                         s->cfg->ckpt->pointer, n, n == 1 ? "" : "s");
+        }
+    }
     engine_account(e, s, rec);
     engine_breaker(e, s, rec);
     cycle_free(e, s);
@@ -1178,7 +1213,9 @@ static void engine_cycle_abandon(struct engine *e, struct ep_state *s, const cha
             .error = c->pend_kind,
             .http_status = c->pend_status,
             .fetched_at = rec.fetched_at,
+            .ticket = ckpt_cycle_ticket(c->trk),
         };
+        ckpt_cycle_record(c->trk, false, NULL, 0);
         engine_dispatch(e, s->gen, s->cfg, &it);
     } else {
         engine_emit(e, s, &rec);
@@ -1219,6 +1256,21 @@ static int engine_prepare(struct engine *e, struct ep_state *s, struct xfer_req 
         rq->url = c->url;
         rq->as_get = c->as_get;
         rq->cross_origin = c->cross_origin;
+        if (c->tpl_headers) {
+            rq->headers = (const char *const *)c->tpl_headers;
+            rq->n_headers = s->cfg->n_headers;
+            rq->header_secret = s->cfg->tpl->header_secret;
+        }
+        if (c->tpl_body) {
+            rq->body = c->tpl_body;
+            rq->body_len = c->tpl_body_len;
+            if (c->tpl_body_secret && c->cross_origin && !c->as_get) {
+                engine_fail_cycle(e, s, REC_ERR_REDIRECT,
+                                  "a redirect to another origin would send the request body, "
+                                  "which holds a credential, there: not followed");
+                return -EACCES;
+            }
+        }
     }
     /* s->cond always belongs to this definition: a reload keeps it only
      * for the same request (fingerprint), cond_restore() checks it too */
@@ -1506,7 +1558,10 @@ static char *engine_next_page(struct engine *e, struct xfer *x, struct ep_state 
     char *next = NULL;
     if (val.data) {
         next = ext->page_mode == PAGE_NEXT_URL ? url_resolve(x->url, val.data)
-                                               : url_add_query(s->cfg->url, ext->page_param,
+                                               : url_add_query(s->cyc && s->cyc->tpl_url
+                                                                   ? s->cyc->tpl_url
+                                                                   : s->cfg->url,
+                                                               ext->page_param,
                                                                val.data);
     }
     buf_done(&val);
@@ -1541,7 +1596,8 @@ static bool engine_next_or_end(struct engine *e, struct xfer *x, struct ep_state
     if (next) {
         struct cycle *c = cycle_get(e, s);
         if (c) {
-            if (!c->page_cross_origin && !url_same_origin(s->cfg->url, next)) {
+            if (!c->page_cross_origin &&
+                !url_same_origin(c->tpl_url ? c->tpl_url : s->cfg->url, next)) {
                 c->page_cross_origin = true;
             }
             c->cross_origin = c->page_cross_origin;
@@ -1740,6 +1796,195 @@ static void engine_fail_start(struct engine *e, struct ep_state *s, int err)
                                      : "could not start the transfer");
 }
 
+/* ---- request templates ---------------------------------------------------- */
+
+/* The last time a schedule fired before t (wall-clock seconds), or t minus
+ * a day when it finds none within about five years. */
+static int64_t cron_prev(struct cron *cr, int64_t t)
+{
+    for (int64_t w = 60; w < INT64_C(1900) * 86400; w *= 4) {
+        time_t cur;
+        if (cron_next(cr, (time_t)(t - w - 1), &cur) < 0 || cur >= t) {
+            continue; /* nothing in [t - w, t): look further back */
+        }
+        for (;;) {
+            time_t n;
+            if (cron_next(cr, cur, &n) < 0 || n >= t) {
+                return cur;
+            }
+            cur = n;
+        }
+    }
+    return t - 86400;
+}
+
+struct tpl_cred_ctx {
+    struct engine *e;
+    const struct endpoint_cfg *ep;
+};
+
+static int engine_tpl_credential(void *ctx, const char *name, const char **value, char *err,
+                                 size_t errlen)
+{
+    struct tpl_cred_ctx *cc = ctx;
+    const struct ep_tpl *et = cc->ep->tpl;
+    for (size_t i = 0; i < et->n_creds; i++) {
+        if (strcmp(et->cred_names[i], name) == 0) {
+            bool warn = false;
+            int r = secrets_get(&cc->e->secrets, et->cred_paths[i], now_usec(CLOCK_MONOTONIC),
+                                value, err, errlen, &warn);
+            if (warn) {
+                log_endpoint(LOG_WARNING, cc->ep->name, "%s; still using the previous value",
+                             err);
+            }
+            return r;
+        }
+    }
+    snprintf(err, errlen, "credential %s is not known", name);
+    return -ENOENT;
+}
+
+/* interval_end of a cycle: the scheduled run's wall-clock time (a calendar
+ * schedule's exact time; aligned endpoints on their grid; others to the
+ * millisecond), or now for a run that was not scheduled (--once, "fetchd
+ * fetch", a retry budget...). */
+static usec_t engine_interval_end(const struct ep_state *s, usec_t now_real)
+{
+    usec_t t = s->sched_real ? s->sched_real : now_real;
+    const struct endpoint_cfg *ep = s->cfg;
+    if (s->sched_real && ep->align && !ep->cron && ep->interval) {
+        usec_t iv = ep->interval;
+        usec_t rel = t >= ep->offset ? t - ep->offset : 0;
+        usec_t k = (rel + iv / 2) / iv;
+        usec_t grid = k * iv + ep->offset;
+        usec_t d = grid > t ? grid - t : t - grid;
+        if (d < USEC_PER_SEC && d < iv / 4) {
+            return grid;
+        }
+    }
+    return t / USEC_PER_MSEC * USEC_PER_MSEC;
+}
+
+/* Renders one template into a malloc'd string; *len its length. Returns
+ * NULL with a reason in err (or "out of memory"). */
+static char *tpl_string(const struct tpl *t, const struct tpl_values *v, const char *prefix,
+                        size_t *len, char *err, size_t errlen)
+{
+    struct buf b = {0};
+    int r = prefix ? buf_puts(&b, prefix) : 0;
+    r = r < 0 ? r : tpl_render(t, v, &b, err, errlen);
+    if (r == 0 && !b.data) {
+        r = buf_puts(&b, "");
+    }
+    if (r < 0) {
+        if (r != -EINVAL) {
+            snprintf(err, errlen, "out of memory rendering the request");
+        }
+        buf_done(&b);
+        return NULL;
+    }
+    if (len) {
+        *len = b.len;
+    }
+    return buf_steal(&b);
+}
+
+/* A new cycle of an endpoint with placeholders: renders its request into a
+ * struct cycle and starts tracking its checkpoint. Returns 0, or -1 after
+ * an error record (the cycle is over). */
+static int engine_cycle_begin(struct engine *e, struct ep_state *s)
+{
+    const struct endpoint_cfg *ep = s->cfg;
+    const struct ep_tpl *et = ep->tpl;
+    usec_t now_real = now_usec(CLOCK_REALTIME);
+    usec_t end = engine_interval_end(s, now_real);
+    s->sched_real = 0;
+    usec_t start;
+    if (s->tpl_prev_end && s->tpl_prev_end < end) {
+        start = s->tpl_prev_end; /* windows tile, over skipped or failed runs too */
+    } else if (ep->cron) {
+        start = (usec_t)cron_prev(ep->cron, (int64_t)((end + USEC_PER_SEC - 1) / USEC_PER_SEC)) *
+                USEC_PER_SEC;
+    } else {
+        start = end > ep->interval ? end - ep->interval : 0;
+    }
+    bool tracked = ep->ckpt || (et->uses & 1u << TPL_LAST_SUCCESS);
+    struct ckpt_entry *en = NULL;
+    if (tracked && !(en = ckpt_entry_get(e->ckpt, ep->name,
+                                         ep->ckpt ? ep->ckpt->pointer : NULL))) {
+        engine_fail_cycle(e, s, REC_ERR_INTERNAL, "out of memory");
+        return -1;
+    }
+    struct cycle *c = cycle_get(e, s);
+    if (!c) {
+        engine_fail_cycle(e, s, REC_ERR_INTERNAL, "out of memory");
+        return -1;
+    }
+    size_t cp_len = 0;
+    const char *cp = ckpt_text(en, &cp_len);
+    struct tpl_cred_ctx cc = {e, ep};
+    struct tpl_values v = {
+        .now = now_real,
+        .interval_start = start,
+        .interval_end = end,
+        .last_success = ckpt_last_success(en),
+        .tz_env = et->tz_env,
+        .checkpoint = cp,
+        .checkpoint_len = cp_len,
+        .credential = engine_tpl_credential,
+        .ctx = &cc,
+    };
+    char err[400] = "";
+    bool ok = true;
+    if (et->url) {
+        c->tpl_url = tpl_string(et->url, &v, NULL, NULL, err, sizeof(err));
+        c->url = c->tpl_url ? strdup(c->tpl_url) : NULL;
+        c->page_url = c->tpl_url ? strdup(c->tpl_url) : NULL;
+        ok = c->url && c->page_url;
+        if (ok && !(url_scheme_of(c->url) & ep->x->scheme_mask)) {
+            snprintf(err, sizeof(err), "the rendered URL has a scheme that is not allowed");
+            ok = false;
+        }
+    }
+    if (ok && et->headers) {
+        c->tpl_headers = calloc(ep->n_headers + 1, sizeof(char *)); /* NULL-terminated */
+        ok = c->tpl_headers != NULL;
+        for (size_t i = 0; ok && i < ep->n_headers; i++) {
+            const char *h = ep->headers[i];
+            if (!et->headers[i]) {
+                ok = (c->tpl_headers[i] = strdup(h)) != NULL;
+                continue;
+            }
+            size_t nl = strcspn(h, ":");
+            char name[300];
+            snprintf(name, sizeof(name), "%.*s: ", (int)(nl < 256 ? nl : 256), h);
+            size_t len;
+            char *hv = tpl_string(et->headers[i], &v, name, &len, err, sizeof(err));
+            if (hv && len == strlen(name)) {
+                hv[nl] = ';'; /* empty: "Name;" (libcurl drops "Name:") */
+                hv[nl + 1] = '\0';
+            }
+            ok = (c->tpl_headers[i] = hv) != NULL;
+        }
+    }
+    if (ok && et->body) {
+        c->tpl_body = tpl_string(et->body, &v, NULL, &c->tpl_body_len, err, sizeof(err));
+        c->tpl_body_secret = (tpl_uses(et->body) & 1u << TPL_CREDENTIAL) != 0;
+        ok = c->tpl_body != NULL;
+    }
+    if (!ok) {
+        engine_fail_cycle(e, s, err[0] ? REC_ERR_TEMPLATE : REC_ERR_INTERNAL,
+                          err[0] ? err : "out of memory rendering the request");
+        return -1;
+    }
+    c->tpl_end = end;
+    if (tracked) {
+        c->trk = ckpt_cycle_begin(en, ep->ckpt ? ep->ckpt->ptr : NULL,
+                                  ep->ckpt ? ep->ckpt->keep_max : true, now_real);
+    }
+    return 0;
+}
+
 static void engine_start_some(struct engine *e)
 {
     usec_t fd_wait = 0;
@@ -1759,6 +2004,9 @@ static void engine_start_some(struct engine *e)
         }
         if (!s->cyc) {
             budget_count_first(e); /* a new cycle */
+            if (s->cfg->tpl && engine_cycle_begin(e, s) < 0) {
+                continue; /* recorded */
+            }
         }
         if (engine_prepare(e, s, &rq) < 0) {
             continue; /* waits for a token, or failed (recorded) */
@@ -1992,6 +2240,7 @@ static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
     usec_t now = now_usec(CLOCK_MONOTONIC);
     usec_t due = s->due;
+    usec_t sched = 0; /* the run's wall-clock time */
     if (s->cfg->cron) {
         usec_t real = now_usec(CLOCK_REALTIME);
         usec_t at = (usec_t)s->cron_at * USEC_PER_SEC;
@@ -2006,11 +2255,15 @@ static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         /* the next run after this one, or after now when this one is late
          * (one catch-up, not one run per missed time) */
         int64_t after = (int64_t)(real / USEC_PER_SEC);
+        sched = at;
         ep_cron_arm(e, s, after > s->cron_at ? after : s->cron_at, now);
         due = now;
     } else {
         s->last_fire = now;
         hist_add(&e->lateness, now > due ? now - due : 0);
+        /* the wall-clock time of the run (before jitter) for templates */
+        usec_t real = now_usec(CLOCK_REALTIME);
+        sched = now > s->base ? real - (now - s->base) : real + (s->base - now);
         /* Next run: the next point of the grid after now. After a SIGSTOP or
          * a suspend this run is the one catch-up, not a burst of missed
          * ticks. */
@@ -2035,6 +2288,7 @@ static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         log_endpoint(LOG_DEBUG, s->cfg->name, "previous fetch still running, skipping this run");
         return;
     }
+    s->sched_real = sched;
     engine_enqueue(e, s, due, true);
 }
 
@@ -2212,6 +2466,7 @@ static void engine_reload(struct engine *e)
         ns->breaker_level = os->breaker_level;
         ns->hold_until = os->hold_until;
         ns->paused = os->paused;
+        ns->tpl_prev_end = os->tpl_prev_end; /* template windows go on joining */
         ns->stats = os->stats;
         os->stats = NULL;
         if (os->cond && ns->cfg->x->conditional && os->cond->fp == cond_fingerprint(ns->cfg)) {
@@ -2520,30 +2775,16 @@ static void engine_load_state(struct engine *e)
         return;
     }
     e->state_file = buf_steal(&p);
-    int fd = open(e->state_file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno != ENOENT) {
+    struct buf t = {0};
+    int rr = file_read(e->state_file, 64 * 1024 * 1024, &t);
+    if (rr < 0) {
+        if (rr != -ENOENT) {
             log_warning("cannot read %s: %s; conditional requests start without validators",
-                        e->state_file, strerror(errno));
+                        e->state_file, strerror(-rr));
         }
+        buf_done(&t);
         return;
     }
-    struct buf t = {.max = 64 * 1024 * 1024};
-    for (;;) {
-        if (buf_reserve(&t, 65536) < 0) {
-            break;
-        }
-        ssize_t n = read(fd, t.data + t.len, t.cap - t.len - 1);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        t.len += (size_t)n;
-        t.data[t.len] = '\0';
-    }
-    close(fd);
     cJSON *root = t.data ? cJSON_ParseWithLength(t.data, t.len) : NULL;
     buf_done(&t);
     cJSON *eps = cJSON_GetObjectItemCaseSensitive(root, "endpoints");
@@ -2614,6 +2855,20 @@ int engine_new(struct engine **ret, struct config *cfg, const struct engine_opti
         goto fail;
     }
 
+    e->ckpt = ckpt_store_new(e->loop, e->opt.state_dir);
+    if (!e->ckpt) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_endpoints; i++) {
+        const struct endpoint_cfg *ep = &cfg->endpoints[i];
+        if (!e->opt.state_dir && ep->tpl &&
+            (ep->ckpt || (ep->tpl->uses & 1u << TPL_LAST_SUCCESS))) {
+            log_info("no state directory (--state-dir or $STATE_DIRECTORY): checkpoints and "
+                     "last-success times are kept in memory only, a restart starts over");
+            break;
+        }
+    }
     snprintf(e->user_agent, sizeof(e->user_agent), "fetchd/%s", FETCHD_VERSION);
     oauth_init(&e->oauth, &e->http, &e->secrets, e->user_agent);
     ev_timer_init(&e->retry_timer, retry_cb, 0., 0.);
@@ -2906,6 +3161,7 @@ void engine_get_stats(const struct engine *e, struct engine_stats *st)
     st->iterations = e->busy.count;
     st->busy_p99 = hist_quantile(&e->busy, 0.99);
     st->busy_max = e->busy.max;
+    st->trim_max = e->trim_max;
     st->timer_runs = e->lateness.count;
     st->lateness_p50 = hist_quantile(&e->lateness, 0.50);
     st->lateness_p99 = hist_quantile(&e->lateness, 0.99);
@@ -2994,6 +3250,8 @@ struct engine *engine_free(struct engine *e)
         gen_free(g);
     }
     gen_free(e->cur);
+    /* after the sinks (their records hold tickets) and the cycles */
+    e->ckpt = ckpt_store_free(e->ckpt);
     buf_done(&e->line);
     buf_done(&e->data);
     if (e->loop) {

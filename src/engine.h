@@ -38,6 +38,7 @@ struct engine_stats {
     uint64_t iterations;   /* loop iterations */
     uint64_t busy_p99;     /* time one iteration kept the loop from polling */
     uint64_t busy_max;
+    uint64_t trim_max;          /* longest malloc_trim(), usec */
     uint64_t timer_runs;   /* daemon schedule timers fired */
     uint64_t lateness_p50; /* timer firing time minus its due time */
     uint64_t lateness_p99;

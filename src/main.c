@@ -130,8 +130,9 @@ static int run(const struct cli_args *args)
                    "file descriptor limit above)",
                    (unsigned long long)st.fd_deferred, st.fd_deferred == 1 ? "" : "s");
     }
-    log_info("loop: %llu iterations, busy p99 %.3f ms, max %.3f ms",
-             (unsigned long long)st.iterations, st.busy_p99 / 1e3, st.busy_max / 1e3);
+    log_info("loop: %llu iterations, busy p99 %.3f ms, max %.3f ms; heap trim max %.3f ms",
+             (unsigned long long)st.iterations, st.busy_p99 / 1e3, st.busy_max / 1e3,
+             st.trim_max / 1e3);
     if (args->once) {
         if (st.failed) {
             fprintf(stderr, "fetchd: %llu of %llu endpoint%s failed:\n",

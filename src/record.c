@@ -28,6 +28,7 @@ static const char *const error_kinds[_REC_ERR_MAX] = {
     [REC_ERR_CONTENT_TYPE] = "unexpected_content_type",
     [REC_ERR_AUTH] = "auth",
     [REC_ERR_NOT_ARRAY] = "not_array",
+    [REC_ERR_TEMPLATE] = "template",
 };
 
 const char *record_error_kind(enum record_error e)

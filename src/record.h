@@ -35,6 +35,7 @@ enum record_error {
     REC_ERR_CONTENT_TYPE, /* a Content-Type that is not JSON (text/html...) */
     REC_ERR_AUTH,         /* a secret could not be read, a token request failed */
     REC_ERR_NOT_ARRAY,    /* split: the document (after select) is not an array */
+    REC_ERR_TEMPLATE,     /* a placeholder's value cannot go into the request */
     _REC_ERR_MAX,
 };
 

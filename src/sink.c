@@ -74,6 +74,27 @@ static size_t rec_cost(const struct sink_rec *r)
     return REC_OVERHEAD + r->len + strlen(r->endpoint);
 }
 
+void sink_ticket_put(struct sink_ticket *t, bool ok)
+{
+    if (!t) {
+        return;
+    }
+    if (!ok) {
+        t->failed = true;
+    }
+    if (--t->refs == 0) {
+        t->done(t, !t->failed);
+    }
+}
+
+/* A copy of it that never made it into a queue. */
+static void item_lost(const struct sink_item *it)
+{
+    if (it->ticket) {
+        it->ticket->failed = true;
+    }
+}
+
 static struct sink_rec *rec_new(const struct sink_item *it)
 {
     size_t el = strlen(it->endpoint);
@@ -85,6 +106,10 @@ static struct sink_rec *rec_new(const struct sink_item *it)
         return NULL;
     }
     r->next = NULL;
+    r->ticket = it->ticket;
+    if (r->ticket) {
+        r->ticket->refs++;
+    }
     r->len = (uint32_t)it->len;
     r->data_off = it->data_len ? (uint32_t)it->data_off : 0;
     r->data_len = (uint32_t)it->data_len;
@@ -133,7 +158,8 @@ static void q_push(struct sink *s, struct sink_rec *r)
     s->queued_bytes += rec_cost(r);
 }
 
-static void q_pop(struct sink *s)
+/* Removes the head record; delivered says what became of it (its ticket). */
+static void q_pop(struct sink *s, bool delivered)
 {
     struct sink_rec *r = s->head;
     s->head = r->next;
@@ -142,7 +168,9 @@ static void q_pop(struct sink *s)
     }
     s->queued--;
     s->queued_bytes -= rec_cost(r);
+    struct sink_ticket *t = r->ticket;
     free(r);
+    sink_ticket_put(t, delivered);
 }
 
 static bool q_full(const struct sink *s, uint64_t extra_bytes, unsigned factor)
@@ -225,7 +253,9 @@ static bool q_drop_oldest(struct sink *s)
     }
     s->queued--;
     s->queued_bytes -= rec_cost(r);
+    struct sink_ticket *t = r->ticket;
     free(r);
+    sink_ticket_put(t, false);
     s->c.dropped++;
     s->c.overflow++;
     return true;
@@ -253,12 +283,14 @@ static int sink_enqueue(struct sink *s, const struct sink_item *it)
     uint64_t cost = REC_OVERHEAD + it->len + strlen(it->endpoint);
     if (s->cfg->type->overflow && (s->held || q_full(s, cost, 1)) &&
         s->cfg->type->overflow(s, it) == 0) {
-        return 0; /* kept by the sink (spool), counted in s->held */
+        item_lost(it); /* kept by the sink (spool): not delivered by this process */
+        return 0;      /* counted in s->held */
     }
     if (cost > s->cfg->max_bytes) {
         s->c.dropped++;
         s->c.overflow++;
         sink_log_drops(s, "a record larger than queue_max_bytes");
+        item_lost(it);
         return -ENOBUFS;
     }
     enum sink_overflow policy = s->cfg->overflow;
@@ -273,6 +305,7 @@ static int sink_enqueue(struct sink *s, const struct sink_item *it)
                 s->c.dropped++;
                 s->c.overflow++;
                 sink_log_drops(s, "queue full (overflow drop_oldest)");
+                item_lost(it);
                 return -ENOBUFS;
             }
             sink_log_drops(s, "queue full (overflow drop_oldest)");
@@ -283,6 +316,7 @@ static int sink_enqueue(struct sink *s, const struct sink_item *it)
             s->c.dropped++;
             s->c.overflow++;
             sink_log_drops(s, "queue full (overflow drop_newest)");
+            item_lost(it);
             return -ENOBUFS;
         }
         break;
@@ -291,6 +325,7 @@ static int sink_enqueue(struct sink *s, const struct sink_item *it)
             s->c.dropped++;
             s->c.overflow++;
             sink_log_drops(s, "queue at twice its bounds although its endpoints are paused");
+            item_lost(it);
             return -ENOBUFS;
         }
         if (!s->paused && q_full(s, cost, 1)) {
@@ -307,6 +342,7 @@ static int sink_enqueue(struct sink *s, const struct sink_item *it)
         s->c.dropped++;
         s->c.failed++;
         sink_log_drops(s, "out of memory");
+        item_lost(it);
         return -ENOMEM;
     }
     q_push(s, r);
@@ -330,7 +366,7 @@ void sink_recovered(struct sink *s)
 void sink_ack(struct sink *s, size_t n)
 {
     for (size_t i = 0; i < n && s->head; i++) {
-        q_pop(s);
+        q_pop(s, true);
         s->c.delivered++;
     }
     s->locked = n >= s->locked ? 0 : s->locked - (uint32_t)n;
@@ -343,7 +379,7 @@ void sink_ack(struct sink *s, size_t n)
 void sink_fail(struct sink *s, size_t n, int err, const char *why)
 {
     for (size_t i = 0; i < n && s->head; i++) {
-        q_pop(s);
+        q_pop(s, false);
         s->c.dropped++;
         s->c.failed++;
     }
@@ -422,7 +458,7 @@ void sink_retry(struct sink *s, usec_t delay, int err, const char *why)
 void sink_hold(struct sink *s, size_t n)
 {
     for (size_t i = 0; i < n && s->head; i++) {
-        q_pop(s);
+        q_pop(s, false); /* in the spool: a later run delivers it */
         s->held++;
     }
     s->locked = n >= s->locked ? 0 : s->locked - (uint32_t)n;
@@ -565,7 +601,7 @@ static void sink_destroy(struct sinkset *set, struct sink *s)
         s->cfg->type->close(s);
     }
     while (s->head) {
-        q_pop(s);
+        q_pop(s, false);
         s->c.dropped++;
         s->c.abandoned++;
     }
@@ -772,7 +808,7 @@ void sinkset_finish(struct sinkset *set, usec_t deadline)
         }
         uint64_t n = 0;
         while (s->head) {
-            q_pop(s);
+            q_pop(s, false);
             s->c.dropped++;
             s->c.abandoned++;
             n++;

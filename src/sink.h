@@ -123,10 +123,29 @@ struct sink_cfg {
     bool used;                          /* referenced by an endpoint */
 };
 
+/* A delivery ticket: tells its issuer (the engine, for an endpoint with a
+ * checkpoint) when every copy of a set of records has left every sink's
+ * queue, and whether every copy was delivered. Each queued copy holds a
+ * reference, the issuer one more until it has dispatched the last record.
+ * A copy that is dropped (overflow, failure, out of memory), abandoned at
+ * exit, or handed to a spool (not delivered by this process) marks the
+ * ticket failed. */
+struct sink_ticket {
+    uint32_t refs;
+    bool failed;
+    /* refs reached 0. Runs inside sink code (an ack, a drop): it may only
+     * record state. */
+    void (*done)(struct sink_ticket *t, bool delivered);
+};
+
+/* Drops one reference; ok false marks the ticket failed. */
+void sink_ticket_put(struct sink_ticket *t, bool ok);
+
 /* One queued record: the serialised line and what a sink may want to know
  * without parsing it. */
 struct sink_rec {
     struct sink_rec *next;
+    struct sink_ticket *ticket; /* or NULL */
     uint32_t len;           /* line bytes, including the '\n' */
     uint32_t data_off;      /* the "data" member's value inside line */
     uint32_t data_len;      /* 0: none */
@@ -146,6 +165,7 @@ struct sink_item {
     long http_status;
     usec_t fetched_at;
     size_t data_off, data_len; /* data_len 0: none */
+    struct sink_ticket *ticket; /* or NULL */
 };
 
 enum sink_state {

@@ -210,13 +210,15 @@ int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const struct xfer_
     curl_slist_free_all(x->headers);
     x->headers = NULL;
 
-    for (size_t i = 0; i < ep->n_headers; i++) {
-        const char *h = ep->headers[i];
+    const char *const *hdrs = rq->headers ? rq->headers : ep->headers;
+    size_t n_hdrs = rq->headers ? rq->n_headers : ep->n_headers;
+    for (size_t i = 0; i < n_hdrs; i++) {
+        const char *h = hdrs[i];
         if (rq->as_get && header_name_is(h, "Content-Type")) {
             continue; /* no body any more */
         }
-        if (rq->cross_origin &&
-            config_header_is_secret(ext, h, strcspn(h, ":;"))) {
+        if (rq->cross_origin && (config_header_is_secret(ext, h, strcspn(h, ":;")) ||
+                                 (rq->header_secret && rq->header_secret[i]))) {
             continue;
         }
         if (add_header(x, h) < 0) {
@@ -238,7 +240,9 @@ int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const struct xfer_
     }
 
     const char *method = rq->as_get ? "GET" : ep->method;
-    bool with_body = ep->body && !rq->as_get;
+    const char *body = rq->body ? rq->body : ep->body;
+    size_t body_len = rq->body ? rq->body_len : ep->body_len;
+    bool with_body = body && !rq->as_get;
     x->is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
                 strcmp(method, "PUT") == 0 || strcmp(method, "DELETE") == 0 ||
                 strcmp(method, "OPTIONS") == 0 || strcmp(method, "TRACE") == 0;
@@ -332,8 +336,8 @@ int xfer_setup(struct xfer *x, const struct endpoint_cfg *ep, const struct xfer_
         SET(CURLOPT_CUSTOMREQUEST, method);
     }
     if (with_body) {
-        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)ep->body_len);
-        SET(CURLOPT_POSTFIELDS, ep->body);
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        SET(CURLOPT_POSTFIELDS, body);
     } else if (strcmp(method, "POST") == 0) {
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
         SET(CURLOPT_POSTFIELDS, "");

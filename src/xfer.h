@@ -27,6 +27,12 @@ struct xfer_req {
     const char *last_modified;
     const char *password;      /* basic auth (user from the config) */
     const char *bearer;        /* bearer or OAuth2 access token */
+    const char *const *headers; /* the cycle's rendered headers ("Name: value"), used
+                                 * instead of the endpoint's when not NULL */
+    size_t n_headers;
+    const bool *header_secret;  /* parallel: never sent to another origin */
+    const char *body;           /* the cycle's rendered body, or NULL: the endpoint's */
+    size_t body_len;
     bool hop;                  /* a redirect hop: the record's times start at the first request */
     bool fd_short;             /* out of descriptors: idle connections are not kept */
 };

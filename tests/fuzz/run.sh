@@ -23,7 +23,7 @@ set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-all_targets=(config jfield jptr json response retry-after units)
+all_targets=(config jfield jptr json response retry-after template units)
 
 merge=0
 secs=${FUZZ_SECONDS:-60}
@@ -85,6 +85,7 @@ dict_of() {
     response) echo response.dict ;;
     units) echo units.dict ;;
     retry-after) echo retry-after.dict ;;
+    template) echo template.dict ;;
     esac
 }
 max_len_of() {

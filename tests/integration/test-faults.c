@@ -967,10 +967,12 @@ START_TEST(test_clock_jump)
         if (prev_real >= 0) {
             long long gap = real - prev_real;
             /* (under valgrind a late run may be followed by one on time) */
-            bool ok = slow ? gap >= 0 && gap <= 3000 : gap >= 140 && gap <= 260;
+            /* (bounds wide enough for a loaded CI machine; the bugs this
+             * catches are a burst of catch-up runs, gap ~0, or a stall) */
+            bool ok = slow ? gap >= 0 && gap <= 3000 : gap >= 100 && gap <= 450;
             ensure(ok, "p (every 200 ms): %lld ms between two runs (record %zu, phase %d%s): %s%s",
                    gap, i + 1, ph, ph != prev_ph ? ", right after the jump" : "",
-                   gap < 140 ? "a burst" : "a stall", diag());
+                   gap < 100 ? "a burst" : "a stall", diag());
         }
         prev_real = real;
         prev_ph = ph;
@@ -991,12 +993,13 @@ START_TEST(test_clock_jump)
         int ph = phase_of(r[i].at, now_ms);
         long long real = r[i].at - phase_off[ph];
         long long grid = ((r[i].at % 500) + 500) % 500; /* on the faked wall clock */
+        /* a timer fires late, never early: 20 ms early to 150 ms late */
         if (k <= al_at[0] && !slow) {
-            ensure(llabs(grid - 100) <= 60, "al: run %zu at %lld ms past the 500 ms grid, want "
+            ensure(grid - 100 >= -20 && grid - 100 <= 150, "al: run %zu at %lld ms past the 500 ms grid, want "
                    "100 (offset)%s", k, grid, diag());
         }
         if (k > al_reload + 1 && !slow) {
-            ensure(llabs(grid - 300) <= 60, "al: run %zu after the reload at %lld ms past the "
+            ensure(grid - 300 >= -20 && grid - 300 <= 150, "al: run %zu after the reload at %lld ms past the "
                    "grid of the wall clock, want 300 (the new offset)%s", k, grid, diag());
         }
         if (prev_real >= 0 && k <= al_reload) {

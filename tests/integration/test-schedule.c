@@ -470,7 +470,7 @@ START_TEST(test_cron_config_errors)
                        " \"interval\": \"1m\"}",
                        "both \"schedule\" and \"interval\"");
     check_config_error("\"a\": {\"url\": \"http://x/\", \"timezone\": \"UTC\"}",
-                       "\"timezone\" applies to \"schedule\" only");
+                       "\"timezone\" applies to \"schedule\" and to the time placeholders");
 }
 END_TEST
 

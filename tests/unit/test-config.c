@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "template.h"
 #include "jptr.h"
 #include "testutil.h"
 #include "url.h"
@@ -169,6 +170,33 @@ static const struct bad_case bad_cases[] = {
      "endpoints.a.body: a HEAD request cannot carry a body"},
     {"redirects out of range", "{\"endpoints\": {\"a\": {\"url\": \"http://x/\", \"max_redirects\": 51}}}",
      "endpoints.a.max_redirects: 51 is out of range"},
+    /* request templates and checkpoints */
+    {"unknown placeholder", "{\"endpoints\": {\"a\": {\"url\": \"http://x/?t=${nwo}\"}}}",
+     "1:29: endpoints.a.url: at byte 13: unknown placeholder \"${nwo}\""},
+    {"placeholder in the host", "{\"endpoints\": {\"a\": {\"url\": \"http://${env:HOME}/\"}}}",
+     "endpoints.a.url: a placeholder in the scheme, host or port (at byte 8)"},
+    {"unset variable", "{\"endpoints\": {\"a\": {\"url\": \"http://x/?k=${env:FETCHD_TEST_UNSET_VAR}\"}}}",
+     "FETCHD_TEST_UNSET_VAR is not set"},
+    {"header placeholder", "{\"endpoints\": {\"a\": {\"url\": \"http://x/\", \"headers\": {\"X-T\": \"${now:bad}\"}}}}",
+     "endpoints.a.headers: header X-T: at byte 1"},
+    {"body placeholder", "{\"endpoints\": {\"a\": {\"url\": \"http://x/\", \"method\": \"POST\", \"body\": {\"q\": \"${oops}\"}}}}",
+     "endpoints.a.body: at byte"},
+    {"checkpoint placeholder without checkpoint", "{\"endpoints\": {\"a\": {\"url\": \"http://x/?since=${checkpoint}\"}}}",
+     "endpoints.a: ${checkpoint} is used but endpoint \"a\" has no \"checkpoint\""},
+    {"checkpoint without placeholder", "{\"endpoints\": {\"a\": {\"url\": \"http://x/\", \"checkpoint\": \"/id\"}}}",
+     "endpoints.a.checkpoint: endpoint \"a\" keeps a checkpoint but no ${checkpoint}"},
+    {"checkpoint bad pointer", "{\"endpoints\": {\"a\": {\"url\": \"http://x/?s=${checkpoint}\", \"checkpoint\": \"id\"}}}",
+     "endpoints.a.checkpoint: invalid JSON Pointer \"id\""},
+    {"checkpoint bad keep", "{\"endpoints\": {\"a\": {\"url\": \"http://x/?s=${checkpoint}\", \"checkpoint\": {\"pointer\": \"/id\", \"keep\": \"min\"}}}}",
+     "endpoints.a.checkpoint.keep: expected \"max\""},
+    {"checkpoint unknown key", "{\"endpoints\": {\"a\": {\"url\": \"http://x/?s=${checkpoint}\", \"checkpoint\": {\"ptr\": \"/id\"}}}}",
+     "unknown key \"ptr\""},
+    {"timezone unused", "{\"endpoints\": {\"a\": {\"url\": \"http://x/?e=${env:HOME}\", \"timezone\": \"UTC\"}}}",
+     "endpoints.a.timezone: \"timezone\" applies to \"schedule\" and to the time placeholders"},
+    {"timezone unknown", "{\"endpoints\": {\"a\": {\"url\": \"http://x/?t=${now}\", \"timezone\": \"Mars/Base\"}}}",
+     "endpoints.a.timezone: unknown time zone"},
+    {"credential without directory", "{\"endpoints\": {\"a\": {\"url\": \"http://x/?k=${credential:k}\"}}}",
+     "${credential:k}: "},
 };
 
 START_TEST(test_bad)
@@ -1109,6 +1137,75 @@ START_TEST(test_ext_secret_files)
 }
 END_TEST
 
+/* Placeholders: which parts are templated, the credential header marked
+ * secret, the checkpoint's defaults, a time zone without a schedule, and
+ * reload equality seeing the checkpoint. */
+START_TEST(test_templates_parsed)
+{
+    char *creds = tu_fmt("%s/creds", dir);
+    ck_assert_int_eq(mkdir(creds, 0700), 0);
+    free(tu_write(creds, "k", "s3cr3t\n"));
+    ck_assert_int_eq(setenv("CREDENTIALS_DIRECTORY", creds, 1), 0);
+    struct config *cfg;
+    char *errtext;
+    int r = load("{\"endpoints\": {\"a\": {\"url\": \"http://x/p?since=${checkpoint}&t=${now:unix}\","
+                 " \"headers\": {\"X-Key\": \"${credential:k}\", \"X-Plain\": \"v\","
+                 " \"X-Lit\": \"$${x}\"}, \"method\": \"POST\","
+                 " \"body\": {\"from\": \"${interval_start}\"}, \"timezone\": \"Europe/Berlin\","
+                 " \"checkpoint\": \"/id\"},"
+                 " \"b\": {\"url\": \"http://x/?s=${checkpoint}\","
+                 " \"checkpoint\": {\"pointer\": \"/seq\", \"keep\": \"last\"}},"
+                 " \"c\": {\"url\": \"http://x/plain\"}}}",
+                 &cfg, &errtext);
+    ck_assert_msg(r == 0, "%s", errtext);
+    free(errtext);
+    const struct endpoint_cfg *a = config_find_endpoint(cfg, "a");
+    ck_assert_ptr_nonnull(a->tpl);
+    ck_assert_ptr_nonnull(a->tpl->url);
+    ck_assert_ptr_nonnull(a->tpl->body);
+    ck_assert_uint_eq(a->tpl->uses, 1u << TPL_CHECKPOINT | 1u << TPL_NOW |
+                                        1u << TPL_CREDENTIAL | 1u << TPL_INTERVAL_START);
+    size_t nsec = 0, ntpl = 0;
+    for (size_t i = 0; i < a->n_headers; i++) {
+        ntpl += a->tpl->headers[i] != NULL;
+        nsec += a->tpl->header_secret[i];
+        if (a->tpl->header_secret[i]) {
+            ck_assert(strncmp(a->headers[i], "X-Key:", 6) == 0);
+        }
+    }
+    ck_assert_uint_eq(ntpl, 2); /* X-Key and X-Lit ("$${" is a template too) */
+    ck_assert_uint_eq(nsec, 1);
+    ck_assert_uint_eq(a->tpl->n_creds, 1);
+    char *want = tu_fmt("%s/k", creds);
+    ck_assert_str_eq(a->tpl->cred_paths[0], want);
+    free(want);
+    ck_assert_str_eq(a->tpl->tz_env, ":/usr/share/zoneinfo/Europe/Berlin");
+    ck_assert_str_eq(a->timezone, "Europe/Berlin");
+    ck_assert_ptr_null(a->cron);
+    ck_assert_str_eq(a->ckpt->pointer, "/id");
+    ck_assert(a->ckpt->keep_max);
+    const struct endpoint_cfg *b = config_find_endpoint(cfg, "b");
+    ck_assert_str_eq(b->ckpt->pointer, "/seq");
+    ck_assert(!b->ckpt->keep_max);
+    ck_assert_ptr_null(b->tpl->tz_env);
+    ck_assert_ptr_null(config_find_endpoint(cfg, "c")->tpl);
+    ck_assert_ptr_null(config_find_endpoint(cfg, "c")->ckpt);
+
+    struct config *cfg2;
+    r = load("{\"endpoints\": {\"b\": {\"url\": \"http://x/?s=${checkpoint}\","
+             " \"checkpoint\": {\"pointer\": \"/seq\"}}}}",
+             &cfg2, &errtext);
+    ck_assert_msg(r == 0, "%s", errtext);
+    free(errtext);
+    ck_assert(!config_endpoint_equal(cfg, b, cfg2, config_find_endpoint(cfg2, "b")));
+    ck_assert(config_endpoint_equal(cfg, b, cfg, b));
+    config_free(cfg2);
+    config_free(cfg);
+    unsetenv("CREDENTIALS_DIRECTORY");
+    free(creds);
+}
+END_TEST
+
 /* *_credential NAME reads $CREDENTIALS_DIRECTORY/NAME. */
 START_TEST(test_ext_credentials)
 {
@@ -1582,6 +1679,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_ext_default_cross_key_path);
     tcase_add_test(tc, test_ext_secret_files);
     tcase_add_test(tc, test_ext_credentials);
+    tcase_add_test(tc, test_templates_parsed);
     tcase_add_test(tc, test_header_is_secret);
     tcase_add_test(tc, test_endpoint_equal_ext);
     suite_add_tcase(s, tc);

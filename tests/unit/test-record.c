@@ -469,6 +469,7 @@ static const struct {
     {REC_ERR_CONTENT_TYPE, "unexpected_content_type"},
     {REC_ERR_AUTH, "auth"},
     {REC_ERR_NOT_ARRAY, "not_array"},
+    {REC_ERR_TEMPLATE, "template"},
 };
 
 START_TEST(error_kind_names)

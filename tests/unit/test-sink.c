@@ -452,6 +452,137 @@ START_TEST(test_reload_moves_queue)
 }
 END_TEST
 
+/* ---- delivery tickets --------------------------------------------------- */
+
+static int ticket_done_calls;
+static bool ticket_delivered;
+
+static void ticket_done(struct sink_ticket *t, bool delivered)
+{
+    (void)t;
+    ticket_done_calls++;
+    ticket_delivered = delivered;
+}
+
+static struct sink_ticket ticket;
+
+static void ticket_start(void)
+{
+    ticket = (struct sink_ticket){.refs = 1, .done = ticket_done};
+    ticket_done_calls = 0;
+    ticket_delivered = false;
+}
+
+static void put_ticket(unsigned i, enum record_error err)
+{
+    char line[64];
+    int n = snprintf(line, sizeof(line), "{\"n\":%u}\n", i);
+    struct sink_item it = {
+        .line = line, .len = (size_t)n, .endpoint = "ep", .error = err, .ticket = &ticket};
+    sinkset_dispatch(&set, &ep, &it);
+}
+
+/* Every copy in both sinks delivered: done once, delivered, and only after
+ * the issuer let go of its reference. */
+START_TEST(test_ticket_delivered)
+{
+    setup_sinks(SINK_DROP_OLDEST, 100, 1 << 20, SINK_TAKE_ALL);
+    ticket_start();
+    mem_mode = MEM_HOLD;
+    for (unsigned i = 0; i < 3; i++) {
+        put_ticket(i, REC_OK);
+    }
+    ck_assert_uint_eq(ticket.refs, 1 + 6);
+    mem_mode = MEM_ACK;
+    sinkset_deliver(&set);
+    ck_assert_int_eq(ticket_done_calls, 0); /* the issuer still holds it */
+    ck_assert_uint_eq(ticket.refs, 1);
+    sink_ticket_put(&ticket, true);
+    ck_assert_int_eq(ticket_done_calls, 1);
+    ck_assert(ticket_delivered);
+    teardown_sinks();
+}
+END_TEST
+
+/* The issuer lets go first; the last ack calls done. */
+START_TEST(test_ticket_done_on_last_ack)
+{
+    setup_sinks(SINK_DROP_OLDEST, 100, 1 << 20, SINK_TAKE_ALL);
+    ticket_start();
+    mem_mode = MEM_HOLD;
+    put_ticket(0, REC_OK);
+    sink_ticket_put(&ticket, true);
+    ck_assert_int_eq(ticket_done_calls, 0);
+    mem_mode = MEM_ACK;
+    sinkset_deliver(&set);
+    ck_assert_int_eq(ticket_done_calls, 1);
+    ck_assert(ticket_delivered);
+    teardown_sinks();
+}
+END_TEST
+
+/* Each way a copy can be lost fails the ticket: loop 0 a failed delivery,
+ * 1 drop_newest, 2 drop_oldest, 3 abandoned at close, 4 held (spool), 5 a
+ * record larger than the queue's bytes. */
+START_TEST(test_ticket_lost)
+{
+    enum sink_overflow ovf = _i == 2 ? SINK_DROP_OLDEST : SINK_DROP_NEWEST;
+    setup_sinks(ovf, _i == 1 || _i == 2 ? 1 : 100, _i == 5 ? 40 : 1 << 20, SINK_TAKE_ALL);
+    ticket_start();
+    mem_mode = MEM_HOLD;
+    put_ticket(0, REC_OK);
+    if (_i == 1 || _i == 2) {
+        put_ticket(1, REC_OK); /* the queue holds one */
+    }
+    if (_i == 5) {
+        char big[128];
+        memset(big, 'x', sizeof(big));
+        struct sink_item it = {.line = big, .len = sizeof(big), .endpoint = "ep",
+                               .ticket = &ticket};
+        sinkset_dispatch(&set, &ep, &it);
+    }
+    sink_ticket_put(&ticket, true);
+    switch (_i) {
+    case 0:
+        mem_mode = MEM_FAIL;
+        while (set.sinks[0]->queued || set.sinks[1]->queued) {
+            sinkset_deliver(&set);
+        }
+        break;
+    case 3:
+        break; /* teardown closes with records queued */
+    case 4:
+        sink_hold(set.sinks[0], 1);
+        mem_mode = MEM_ACK;
+        sinkset_deliver(&set);
+        break;
+    default:
+        mem_mode = MEM_ACK;
+        sinkset_deliver(&set);
+        break;
+    }
+    teardown_sinks();
+    ck_assert_int_eq(ticket_done_calls, 1);
+    ck_assert_msg(!ticket_delivered, "case %d: a lost copy left the ticket delivered", _i);
+}
+END_TEST
+
+/* A sink that does not take the record (records: "errors") holds no
+ * reference: the ticket completes with the other sink. */
+START_TEST(test_ticket_routing)
+{
+    setup_sinks(SINK_DROP_OLDEST, 100, 1 << 20, SINK_TAKE_ERRORS);
+    ticket_start();
+    put_ticket(0, REC_OK);
+    ck_assert_uint_eq(ticket.refs, 2);
+    sink_ticket_put(&ticket, true);
+    sinkset_deliver(&set);
+    ck_assert_int_eq(ticket_done_calls, 1);
+    ck_assert(ticket_delivered);
+    teardown_sinks();
+}
+END_TEST
+
 static Suite *sink_suite(void)
 {
     Suite *s = suite_create("sink");
@@ -468,6 +599,10 @@ static Suite *sink_suite(void)
     tcase_add_test(tc, test_hold_unhold);
     tcase_add_test(tc, test_once_defaults_to_pause);
     tcase_add_test(tc, test_reload_moves_queue);
+    tcase_add_test(tc, test_ticket_delivered);
+    tcase_add_test(tc, test_ticket_done_on_last_ack);
+    tcase_add_loop_test(tc, test_ticket_lost, 0, 6);
+    tcase_add_test(tc, test_ticket_routing);
     suite_add_tcase(s, tc);
     return s;
 }
