@@ -396,6 +396,11 @@ struct ckpt_entry *ckpt_entry_get(struct ckpt_store *st, const char *name, const
     return en;
 }
 
+struct ckpt_entry *ckpt_entry_find(const struct ckpt_store *st, const char *name)
+{
+    return st ? strmap_get(&st->by_name, name) : NULL;
+}
+
 const char *ckpt_text(const struct ckpt_entry *en, size_t *len)
 {
     if (!en || !en->text) {

@@ -50,6 +50,8 @@ void ckpt_store_flush(struct ckpt_store *st);
  * when it has none (a last-success time only): an entry saved with another
  * pointer loses its value (logged), its last success stays. */
 struct ckpt_entry *ckpt_entry_get(struct ckpt_store *st, const char *name, const char *pointer);
+/* The entry of endpoint name, or NULL if it has none (never creates one). */
+struct ckpt_entry *ckpt_entry_find(const struct ckpt_store *st, const char *name);
 /* The committed checkpoint for a template: a JSON string's contents, other
  * values as their JSON text; NULL when there is none. */
 const char *ckpt_text(const struct ckpt_entry *en, size_t *len);

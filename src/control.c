@@ -103,6 +103,10 @@ static int status_json(struct engine *e, struct buf *o)
         } else if (r >= 0) {
             r = buf_puts(o, ",\"next_in_s\":null");
         }
+        if (r >= 0 && in.checkpoint) {
+            r = buf_printf(o, ",\"checkpoint\":%s", in.checkpoint); /* JSON text */
+        }
+        r = r < 0 ? r : in.last_success ? put_time(o, "last_success", in.last_success) : 0;
         r = r < 0 ? r
                   : buf_printf(o,
                                ",\"consecutive_failures\":%u,\"fetches\":%llu,\"failures\":%llu,"

@@ -3088,6 +3088,9 @@ bool engine_endpoint_info(const struct engine *e, size_t i, struct engine_ep_inf
         ret->last_ok = es->last_ok;
         ret->records = es->records;
     }
+    const struct ckpt_entry *en = ckpt_entry_find(e->ckpt, s->cfg->name);
+    ret->checkpoint = s->cfg->ckpt ? ckpt_json(en) : NULL;
+    ret->last_success = ckpt_last_success(en);
     return true;
 }
 

@@ -67,6 +67,9 @@ struct engine_ep_info {
     int64_t next_in;          /* usec until the next scheduled run, -1 if none */
     uint32_t consecutive_failures;
     uint64_t fetches, failures, skipped, records;
+    const char *checkpoint;   /* committed checkpoint (JSON text), NULL if none */
+    uint64_t last_success;    /* CLOCK_REALTIME usec of the last delivered run
+                               * (endpoints with a checkpoint or ${last_success}) */
 };
 
 /* Fetch durations of all endpoints: ENGINE_LAT_BUCKETS + 1 counts (per

@@ -51,7 +51,8 @@ static void start_daemon(const char *extra_limits)
     char *cfg = tu_fmt(
         "{\"limits\": {\"metrics_textfile\": \"%s\", \"metrics_interval\": \"1s\"%s},"
         " \"defaults\": {\"interval\": \"200ms\"},"
-        " \"endpoints\": {\"good\": {\"url\": \"http://127.0.0.1:%d/good\"},"
+        " \"endpoints\": {\"good\": {\"url\": \"http://127.0.0.1:%d/good?after=${checkpoint}\","
+        " \"checkpoint\": \"/n\"},"
         " \"bad\": {\"url\": \"http://127.0.0.1:%d/bad?status=503\"}}}",
         prom, extra_limits, good_port, bad_port);
     char *path = tu_write(dir, "fetchd.json", cfg);
@@ -169,6 +170,12 @@ START_TEST(test_status)
     ck_assert_ptr_null(str(g, "last_error"));
     ck_assert(num(g, "fetches") >= 2 && num(g, "records") >= 2);
     ck_assert_ptr_nonnull(str(g, "last_ok"));
+    /* the checkpoint: the server's request counter "n" of a delivered
+     * record; none for an endpoint without one */
+    ck_assert(num(g, "checkpoint") >= 1);
+    ck_assert_ptr_nonnull(str(g, "last_success"));
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(b, "checkpoint"));
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(b, "last_success"));
     ck_assert(num(g, "next_in_s") >= 0 && num(g, "next_in_s") <= 0.3);
     ck_assert(num(g, "last_duration_ms") >= 0);
     /* (under valgrind it may already be backing off) */
