@@ -890,6 +890,12 @@ static const char *clock_cfg(const char *al_offset)
                      rec_path, port, port, al_offset));
 }
 
+static int cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* P10: the wall clock jumps a day forward, then two days back, while
  * fetchd runs. Endpoint p (200 ms) keeps its cadence on the real time
  * line: every gap 200 ms +- 60 across both jumps (no burst, no stall); its
@@ -967,9 +973,10 @@ START_TEST(test_clock_jump)
         if (prev_real >= 0) {
             long long gap = real - prev_real;
             /* (under valgrind a late run may be followed by one on time) */
-            /* (bounds wide enough for a loaded CI machine; the bugs this
-             * catches are a burst of catch-up runs, gap ~0, or a stall) */
-            bool ok = slow ? gap >= 0 && gap <= 3000 : gap >= 100 && gap <= 450;
+            /* (bounds wide enough for a loaded machine: a gap of 680 ms was
+             * seen at load 7; the bugs this catches are a burst of catch-up
+             * runs, gap ~0, or a stall of the jump's size, a day) */
+            bool ok = slow ? gap >= 0 && gap <= 3000 : gap >= 100 && gap <= 2000;
             ensure(ok, "p (every 200 ms): %lld ms between two runs (record %zu, phase %d%s): %s%s",
                    gap, i + 1, ph, ph != prev_ph ? ", right after the jump" : "",
                    gap < 100 ? "a burst" : "a stall", diag());
@@ -982,9 +989,14 @@ START_TEST(test_clock_jump)
                "follow the wall clock%s", per_phase[ph], phase_spec[ph], diag());
     }
     /* al: aligned at first, once per interval throughout, aligned again
-     * after the reload */
+     * after the reload. A timer fires late, never early, and on a loaded
+     * machine some runs are late: the median offset from the 500 ms grid
+     * (of the faked wall clock) must be the configured one (a misaligned
+     * schedule lands anywhere), each run 20 ms early to 400 ms late. */
     size_t k = 0;
     prev_real = -1;
+    long long grid_a[64], grid_r[64];
+    size_t na = 0, nr = 0;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(r[i].ep, "al") != 0) {
             continue;
@@ -992,23 +1004,41 @@ START_TEST(test_clock_jump)
         k++;
         int ph = phase_of(r[i].at, now_ms);
         long long real = r[i].at - phase_off[ph];
-        long long grid = ((r[i].at % 500) + 500) % 500; /* on the faked wall clock */
-        /* a timer fires late, never early: 20 ms early to 150 ms late */
-        if (k <= al_at[0] && !slow) {
-            ensure(grid - 100 >= -20 && grid - 100 <= 150, "al: run %zu at %lld ms past the 500 ms grid, want "
-                   "100 (offset)%s", k, grid, diag());
+        long long grid = ((r[i].at % 500) + 500) % 500;
+        if (k <= al_at[0] && na < 64) {
+            grid_a[na++] = grid;
         }
-        if (k > al_reload + 1 && !slow) {
-            ensure(grid - 300 >= -20 && grid - 300 <= 150, "al: run %zu after the reload at %lld ms past the "
-                   "grid of the wall clock, want 300 (the new offset)%s", k, grid, diag());
+        if (k > al_reload + 1 && nr < 64) {
+            grid_r[nr++] = grid;
         }
         if (prev_real >= 0 && k <= al_reload) {
             long long gap = real - prev_real;
-            bool ok = slow ? gap >= 0 && gap <= 4000 : gap >= 250 && gap <= 750;
+            bool ok = slow ? gap >= 0 && gap <= 4000 : gap >= 250 && gap <= 2500;
             ensure(ok, "al (every 500 ms, aligned): %lld ms between runs %zu and %zu (phase %d): "
                    "%s%s", gap, k - 1, k, ph, gap < 250 ? "a burst" : "a stall", diag());
         }
         prev_real = real;
+    }
+    if (!slow) {
+        struct {
+            long long *g;
+            size_t n;
+            long long want;
+            const char *when;
+        } sets[2] = {{grid_a, na, 100, "before the jumps"}, {grid_r, nr, 300, "after the reload"}};
+        for (int j = 0; j < 2; j++) {
+            ensure(sets[j].n >= 2, "al: %zu runs %s%s", sets[j].n, sets[j].when, diag());
+            qsort(sets[j].g, sets[j].n, sizeof(long long), cmp_ll);
+            long long med = sets[j].g[sets[j].n / 2];
+            ensure(llabs(med - sets[j].want) <= 60, "al: runs %s at a median %lld ms past the "
+                   "500 ms grid of the wall clock, want %lld (offset)%s", sets[j].when, med,
+                   sets[j].want, diag());
+            for (size_t m = 0; m < sets[j].n; m++) {
+                long long d = sets[j].g[m] - sets[j].want;
+                ensure(d >= -20 && d <= 400, "al: a run %s at %lld ms past the grid, want %lld%s",
+                       sets[j].when, sets[j].g[m], sets[j].want, diag());
+            }
+        }
     }
 }
 END_TEST
