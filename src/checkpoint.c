@@ -28,6 +28,7 @@ struct ckpt_entry {
     char *text;        /* owned; its template form */
     size_t text_len;
     usec_t last_success;
+    usec_t window_end;
     uint64_t seq_next;      /* cycles begun */
     uint64_t seq_committed; /* the newest cycle committed */
     struct ckpt_store *store;
@@ -47,11 +48,11 @@ struct ckpt_store {
 struct ckpt_cycle {
     struct sink_ticket ticket; /* first: the ticket's done() finds the cycle */
     struct ckpt_entry *en;
-    const struct jptr *ptr;
+    struct jptr *ptr; /* owned */
     bool keep_max;
     bool ok;
     uint64_t seq;
-    usec_t started;
+    usec_t started, window_end;
     char *cand; /* candidate value (JSON text), owned */
     size_t cand_len;
     size_t records, unresolved;
@@ -130,12 +131,13 @@ static int cmp_strings(const char *a, size_t alen, const char *b, size_t blen)
 }
 
 /* Whether b should replace a as the highest value: only values of the same
- * kind compare; a value of another kind replaces (the API changed). */
+ * kind compare; one of another kind never replaces (a checkpoint never
+ * moves back; a changed pointer starts over). */
 static bool higher(const char *a, size_t alen, const char *b, size_t blen)
 {
     enum vkind ka = vkind_of(a), kb = vkind_of(b);
     if (ka != kb) {
-        return true;
+        return false;
     }
     return ka == V_NUMBER ? cmp_numbers(a, alen, b, blen) < 0 : cmp_strings(a, alen, b, blen) < 0;
 }
@@ -231,6 +233,7 @@ static void store_load(struct ckpt_store *st)
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "pointer");
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "value_json");
         const cJSON *ls = cJSON_GetObjectItemCaseSensitive(o, "last_success_us");
+        const cJSON *we = cJSON_GetObjectItemCaseSensitive(o, "window_end_us");
         if (!cJSON_IsObject(o) || !o->string || strmap_get(&st->by_name, o->string)) {
             continue;
         }
@@ -251,6 +254,9 @@ static void store_load(struct ckpt_store *st)
         buf_done(&m);
         if (cJSON_IsNumber(ls) && ls->valuedouble > 0 && ls->valuedouble < 1e17) {
             en->last_success = (usec_t)ls->valuedouble;
+        }
+        if (cJSON_IsNumber(we) && we->valuedouble > 0 && we->valuedouble < 1e17) {
+            en->window_end = (usec_t)we->valuedouble;
         }
     }
     cJSON_Delete(root);
@@ -287,7 +293,7 @@ void ckpt_store_flush(struct ckpt_store *st)
     int r = buf_puts(&b, "{\"version\":1,\"endpoints\":{");
     bool first = true;
     for (const struct ckpt_entry *en = st->list; en && r == 0; en = en->next) {
-        if (!en->json && !en->last_success) {
+        if (!en->json && !en->last_success && !en->window_end) {
             continue;
         }
         r = buf_puts(&b, first ? "\n" : ",\n");
@@ -306,11 +312,15 @@ void ckpt_store_flush(struct ckpt_store *st)
             r = r < 0 ? r : json_escape_str(&b, en->json);
             r = r < 0 ? r : buf_putc(&b, ',');
         }
-        char ts[32];
+        char ts[32], we[32];
         time_format_rfc3339_ms(en->last_success, ts);
+        time_format_rfc3339_ms(en->window_end, we);
         r = r < 0 ? r
-                  : buf_printf(&b, "\"last_success_us\":%" PRIu64 ",\"last_success\":\"%s\"}",
-                               (uint64_t)en->last_success, en->last_success ? ts : "");
+                  : buf_printf(&b,
+                               "\"last_success_us\":%" PRIu64 ",\"last_success\":\"%s\","
+                               "\"window_end_us\":%" PRIu64 ",\"window_end\":\"%s\"}",
+                               (uint64_t)en->last_success, en->last_success ? ts : "",
+                               (uint64_t)en->window_end, en->window_end ? we : "");
     }
     r = r < 0 ? r : buf_puts(&b, "}}\n");
     if (r == 0) {
@@ -420,10 +430,16 @@ usec_t ckpt_last_success(const struct ckpt_entry *en)
     return en ? en->last_success : 0;
 }
 
+usec_t ckpt_window_end(const struct ckpt_entry *en)
+{
+    return en ? en->window_end : 0;
+}
+
 /* ---- cycles ----------------------------------------------------------------- */
 
 static void cycle_free(struct ckpt_cycle *c)
 {
+    jptr_free(c->ptr);
     free(c->cand);
     free(c);
 }
@@ -444,6 +460,9 @@ static void cycle_done(struct sink_ticket *t, bool delivered)
     }
     en->seq_committed = c->seq;
     en->last_success = c->started;
+    if (c->window_end > en->window_end) {
+        en->window_end = c->window_end;
+    }
     if (c->cand && (!en->json || !c->keep_max ||
                     higher(en->json, strlen(en->json), c->cand, c->cand_len))) {
         if (entry_set(en, c->cand, c->cand_len) < 0) {
@@ -454,21 +473,26 @@ static void cycle_done(struct sink_ticket *t, bool delivered)
     cycle_free(c);
 }
 
-struct ckpt_cycle *ckpt_cycle_begin(struct ckpt_entry *en, const struct jptr *ptr, bool keep_max,
-                                    usec_t started)
+struct ckpt_cycle *ckpt_cycle_begin(struct ckpt_entry *en, const char *pointer, bool keep_max,
+                                    usec_t started, usec_t window_end)
 {
     struct ckpt_cycle *c = calloc(1, sizeof(*c));
     if (!c) {
         return NULL;
     }
+    const char *msg;
+    if (pointer && jptr_parse(pointer, &c->ptr, &msg) < 0) {
+        free(c);
+        return NULL; /* out of memory (the config checked it) */
+    }
     c->ticket.refs = 1; /* the issuer's, until ckpt_cycle_end */
     c->ticket.done = cycle_done;
     c->en = en;
-    c->ptr = ptr;
     c->keep_max = keep_max;
     c->ok = true;
     c->seq = ++en->seq_next;
     c->started = started;
+    c->window_end = window_end;
     return c;
 }
 
@@ -497,8 +521,12 @@ void ckpt_cycle_record(struct ckpt_cycle *c, bool ok, const char *data, size_t l
         return;
     }
     const char *v = data + off;
-    if (c->keep_max && vkind_of(v) == V_OTHER) {
-        c->unresolved++; /* null, true, an object: nothing to order */
+    if ((c->keep_max && vkind_of(v) == V_OTHER) || (vlen == 4 && memcmp(v, "null", 4) == 0)) {
+        c->unresolved++; /* null, true, an object: nothing to order (null: no value) */
+        return;
+    }
+    if (c->keep_max && !c->cand && c->en->json && vkind_of(v) != vkind_of(c->en->json)) {
+        c->unresolved++; /* another kind than the checkpoint's: never moves it back */
         return;
     }
     if (c->cand && c->keep_max && !higher(c->cand, c->cand_len, v, vlen)) {

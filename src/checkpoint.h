@@ -3,7 +3,9 @@
  * An endpoint with "checkpoint" names a JSON Pointer; its value in the
  * records of a fetch cycle (the highest, or the last one) becomes the
  * endpoint's checkpoint, which the next request can carry (${checkpoint}).
- * The time a cycle started becomes its last success (${last_success}).
+ * The time a cycle started becomes its last success (${last_success}),
+ * and the end of its interval where the next interval starts
+ * (${interval_start}).
  *
  * Both advance only when the cycle produced no error record AND every sink
  * delivered every one of its records (a sink_ticket per cycle): a record
@@ -59,13 +61,19 @@ const char *ckpt_text(const struct ckpt_entry *en, size_t *len);
 const char *ckpt_json(const struct ckpt_entry *en);
 /* CLOCK_REALTIME start of the last committed cycle, 0 if none. */
 usec_t ckpt_last_success(const struct ckpt_entry *en);
+/* The end of the last committed cycle's interval (CLOCK_REALTIME), 0 if
+ * none. */
+usec_t ckpt_window_end(const struct ckpt_entry *en);
 
-/* Starts tracking a fetch cycle that started at started (CLOCK_REALTIME).
- * ptr is the checkpoint pointer or NULL; keep_max picks the highest value
- * (numbers by value, strings by bytes) instead of the last one. NULL on
- * out of memory: the cycle then advances nothing. */
-struct ckpt_cycle *ckpt_cycle_begin(struct ckpt_entry *en, const struct jptr *ptr, bool keep_max,
-                                    usec_t started);
+/* Starts tracking a fetch cycle that started at started (CLOCK_REALTIME)
+ * for the interval ending at window_end (0: none). pointer is the
+ * checkpoint's JSON Pointer text or NULL (the cycle keeps its own parsed
+ * copy: a reload may free the configuration first); keep_max picks the
+ * highest value (numbers by value, strings by bytes; a value of another
+ * kind than the current one is skipped) instead of the last one (null is
+ * skipped). NULL on out of memory: the cycle then advances nothing. */
+struct ckpt_cycle *ckpt_cycle_begin(struct ckpt_entry *en, const char *pointer, bool keep_max,
+                                    usec_t started, usec_t window_end);
 /* The ticket to attach to the cycle's records (sink_item.ticket). */
 struct sink_ticket *ckpt_cycle_ticket(struct ckpt_cycle *c);
 /* One record of the cycle: ok records offer their data (minified JSON). */

@@ -222,6 +222,7 @@ struct loader {
     bool def_ext_built;
     struct cron *def_cron; /* "schedule" of "defaults", shared */
     const char *def_schedule, *def_timezone;
+    bool def_tz_checked;     /* defaults.timezone checked for endpoints without a schedule */
     bool def_cron_built;
 };
 
@@ -1480,8 +1481,8 @@ static void build_schedule(struct loader *L, struct endpoint_cfg *ep, const stru
         const char *zone;
         bool was_mute = L->mute;
         if (!own[EK_TIMEZONE].node) { /* a bad default is reported once */
-            L->mute = was_mute || L->def_seen[EK_TIMEZONE];
-            L->def_seen[EK_TIMEZONE] = true;
+            L->mute = was_mute || L->def_tz_checked;
+            L->def_tz_checked = true;
         }
         if (tz.node && get_string(L, tz, tp, &zone) == 0) {
             char err[256];

@@ -102,7 +102,9 @@ struct cycle {
     struct oauth_waiter waiter;
     /* request templates: this cycle's rendered request (owned) */
     char *tpl_url;          /* the URL (page 1, retries of it, cursor pages) */
-    char **tpl_headers;     /* parallel to the endpoint's headers */
+    char **tpl_headers;     /* parallel to the endpoint's headers (NULL-terminated) */
+    bool *tpl_header_secret; /* parallel: never sent to another origin */
+    size_t tpl_n_headers;
     char *tpl_body;
     size_t tpl_body_len;
     bool tpl_body_secret;   /* the body holds a credential */
@@ -141,7 +143,6 @@ struct ep_state {
     struct ep_stats *stats;         /* for status and metrics; after the first fetch */
     usec_t sched_real;              /* CLOCK_REALTIME of the scheduled run now queued,
                                      * 0: not a scheduled run (now) */
-    usec_t tpl_prev_end;            /* interval_end of the last ok cycle, 0: none */
 };
 
 /* What "fetchd status" and the metrics show of an endpoint; allocated at
@@ -267,6 +268,8 @@ static bool engine_fd_defer(struct engine *e, struct ep_state *s, const struct x
 static void engine_fd_recover(struct engine *e);
 static void cond_free(struct cond *c);
 static void cycle_destroy(struct cycle *c);
+static int engine_render(struct engine *e, struct ep_state *s, struct cycle *c,
+                         const struct ckpt_entry *en, usec_t *ret_end);
 static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void ep_cron_arm(struct engine *e, struct ep_state *s, int64_t after, usec_t now);
 static void ep_cron_sleep(struct engine *e, struct ep_state *s, usec_t now);
@@ -762,6 +765,7 @@ static void cycle_destroy(struct cycle *c)
             }
             free(c->tpl_headers);
         }
+        free(c->tpl_header_secret);
         free(c->tpl_body);
         free(c);
     }
@@ -1161,9 +1165,6 @@ static void engine_breaker(struct engine *e, struct ep_state *s, const struct re
 static void engine_cycle_end(struct engine *e, struct ep_state *s, const struct record *rec)
 {
     struct cycle *c = s->cyc;
-    if (c && c->tpl_end && rec->error == REC_OK) {
-        s->tpl_prev_end = c->tpl_end; /* the next interval starts here */
-    }
     if (c && c->trk) {
         size_t n;
         size_t missing = ckpt_cycle_end(c->trk, rec->error == REC_OK, &n);
@@ -1172,7 +1173,8 @@ static void engine_cycle_end(struct engine *e, struct ep_state *s, const struct 
             log_endpoint(LOG_WARNING, s->cfg->name,
                          "the checkpoint pointer %s found no value to keep in any of the %zu "
                          "record%s: the checkpoint stays where it was",
-                         s->cfg->ckpt->pointer, n, n == 1 ? "" : "s");
+                         s->cfg->ckpt ? s->cfg->ckpt->pointer : "(removed)", n,
+                         n == 1 ? "" : "s");
         }
     }
     engine_account(e, s, rec);
@@ -1256,10 +1258,18 @@ static int engine_prepare(struct engine *e, struct ep_state *s, struct xfer_req 
         rq->url = c->url;
         rq->as_get = c->as_get;
         rq->cross_origin = c->cross_origin;
+        if (s->cfg->tpl && !c->tpl_end) {
+            /* a cycle of a definition without placeholders that a reload
+             * carried over to one with them */
+            usec_t end;
+            if (engine_render(e, s, c, ckpt_entry_find(e->ckpt, s->cfg->name), &end) < 0) {
+                return -EACCES;
+            }
+        }
         if (c->tpl_headers) {
             rq->headers = (const char *const *)c->tpl_headers;
-            rq->n_headers = s->cfg->n_headers;
-            rq->header_secret = s->cfg->tpl->header_secret;
+            rq->n_headers = c->tpl_n_headers;
+            rq->header_secret = c->tpl_header_secret;
         }
         if (c->tpl_body) {
             rq->body = c->tpl_body;
@@ -1889,36 +1899,30 @@ static char *tpl_string(const struct tpl *t, const struct tpl_values *v, const c
     return buf_steal(&b);
 }
 
-/* A new cycle of an endpoint with placeholders: renders its request into a
- * struct cycle and starts tracking its checkpoint. Returns 0, or -1 after
- * an error record (the cycle is over). */
-static int engine_cycle_begin(struct engine *e, struct ep_state *s)
+/* Renders the request of s's definition into cycle c (its own copies of
+ * everything a later attempt needs: a reload may free the definition while
+ * the cycle goes on). en is the endpoint's checkpoint entry or NULL; *ret_end
+ * the interval's end. Returns 0, or -1 after an error record (the cycle is
+ * over). */
+static int engine_render(struct engine *e, struct ep_state *s, struct cycle *c,
+                         const struct ckpt_entry *en, usec_t *ret_end)
 {
     const struct endpoint_cfg *ep = s->cfg;
     const struct ep_tpl *et = ep->tpl;
     usec_t now_real = now_usec(CLOCK_REALTIME);
     usec_t end = engine_interval_end(s, now_real);
+    if (end > now_real) {
+        end = now_real; /* a run that jitter made early: never a window in the future */
+    }
     s->sched_real = 0;
-    usec_t start;
-    if (s->tpl_prev_end && s->tpl_prev_end < end) {
-        start = s->tpl_prev_end; /* windows tile, over skipped or failed runs too */
+    usec_t start, prev = ckpt_window_end(en);
+    if (prev && prev < end) {
+        start = prev; /* where the last delivered interval ended */
     } else if (ep->cron) {
         start = (usec_t)cron_prev(ep->cron, (int64_t)((end + USEC_PER_SEC - 1) / USEC_PER_SEC)) *
                 USEC_PER_SEC;
     } else {
         start = end > ep->interval ? end - ep->interval : 0;
-    }
-    bool tracked = ep->ckpt || (et->uses & 1u << TPL_LAST_SUCCESS);
-    struct ckpt_entry *en = NULL;
-    if (tracked && !(en = ckpt_entry_get(e->ckpt, ep->name,
-                                         ep->ckpt ? ep->ckpt->pointer : NULL))) {
-        engine_fail_cycle(e, s, REC_ERR_INTERNAL, "out of memory");
-        return -1;
-    }
-    struct cycle *c = cycle_get(e, s);
-    if (!c) {
-        engine_fail_cycle(e, s, REC_ERR_INTERNAL, "out of memory");
-        return -1;
     }
     size_t cp_len = 0;
     const char *cp = ckpt_text(en, &cp_len);
@@ -1938,6 +1942,8 @@ static int engine_cycle_begin(struct engine *e, struct ep_state *s)
     bool ok = true;
     if (et->url) {
         c->tpl_url = tpl_string(et->url, &v, NULL, NULL, err, sizeof(err));
+        free(c->url);
+        free(c->page_url);
         c->url = c->tpl_url ? strdup(c->tpl_url) : NULL;
         c->page_url = c->tpl_url ? strdup(c->tpl_url) : NULL;
         ok = c->url && c->page_url;
@@ -1947,25 +1953,33 @@ static int engine_cycle_begin(struct engine *e, struct ep_state *s)
         }
     }
     if (ok && et->headers) {
-        c->tpl_headers = calloc(ep->n_headers + 1, sizeof(char *)); /* NULL-terminated */
-        ok = c->tpl_headers != NULL;
+        /* NULL-terminated; the secret flags copied with them */
+        c->tpl_headers = calloc(ep->n_headers + 1, sizeof(char *));
+        c->tpl_header_secret = calloc(ep->n_headers + 1, sizeof(bool));
+        ok = c->tpl_headers && c->tpl_header_secret;
         for (size_t i = 0; ok && i < ep->n_headers; i++) {
             const char *h = ep->headers[i];
+            c->tpl_header_secret[i] = et->header_secret[i];
             if (!et->headers[i]) {
                 ok = (c->tpl_headers[i] = strdup(h)) != NULL;
                 continue;
             }
             size_t nl = strcspn(h, ":");
-            char name[300];
-            snprintf(name, sizeof(name), "%.*s: ", (int)(nl < 256 ? nl : 256), h);
+            struct buf name = {0};
+            if (buf_printf(&name, "%.*s: ", (int)nl, h) < 0) {
+                ok = false;
+                break;
+            }
             size_t len;
-            char *hv = tpl_string(et->headers[i], &v, name, &len, err, sizeof(err));
-            if (hv && len == strlen(name)) {
+            char *hv = tpl_string(et->headers[i], &v, name.data, &len, err, sizeof(err));
+            if (hv && len == nl + 2) {
                 hv[nl] = ';'; /* empty: "Name;" (libcurl drops "Name:") */
                 hv[nl + 1] = '\0';
             }
+            buf_done(&name);
             ok = (c->tpl_headers[i] = hv) != NULL;
         }
+        c->tpl_n_headers = ep->n_headers;
     }
     if (ok && et->body) {
         c->tpl_body = tpl_string(et->body, &v, NULL, &c->tpl_body_len, err, sizeof(err));
@@ -1978,9 +1992,37 @@ static int engine_cycle_begin(struct engine *e, struct ep_state *s)
         return -1;
     }
     c->tpl_end = end;
+    *ret_end = end;
+    return 0;
+}
+
+/* A new cycle of an endpoint with placeholders: renders its request and
+ * starts tracking its checkpoint, last success and interval. Returns 0, or
+ * -1 after an error record (the cycle is over). */
+static int engine_cycle_begin(struct engine *e, struct ep_state *s)
+{
+    const struct endpoint_cfg *ep = s->cfg;
+    unsigned uses = ep->tpl->uses;
+    bool tracked = ep->ckpt || (uses & (1u << TPL_LAST_SUCCESS | 1u << TPL_INTERVAL_START));
+    struct ckpt_entry *en = NULL;
+    if (tracked && !(en = ckpt_entry_get(e->ckpt, ep->name,
+                                         ep->ckpt ? ep->ckpt->pointer : NULL))) {
+        engine_fail_cycle(e, s, REC_ERR_INTERNAL, "out of memory");
+        return -1;
+    }
+    struct cycle *c = cycle_get(e, s);
+    if (!c) {
+        engine_fail_cycle(e, s, REC_ERR_INTERNAL, "out of memory");
+        return -1;
+    }
+    usec_t started = now_usec(CLOCK_REALTIME), end;
+    if (engine_render(e, s, c, en, &end) < 0) {
+        return -1;
+    }
     if (tracked) {
-        c->trk = ckpt_cycle_begin(en, ep->ckpt ? ep->ckpt->ptr : NULL,
-                                  ep->ckpt ? ep->ckpt->keep_max : true, now_real);
+        c->trk = ckpt_cycle_begin(en, ep->ckpt ? ep->ckpt->pointer : NULL,
+                                  ep->ckpt ? ep->ckpt->keep_max : true, started,
+                                  (uses & 1u << TPL_INTERVAL_START) ? end : 0);
     }
     return 0;
 }
@@ -2466,7 +2508,6 @@ static void engine_reload(struct engine *e)
         ns->breaker_level = os->breaker_level;
         ns->hold_until = os->hold_until;
         ns->paused = os->paused;
-        ns->tpl_prev_end = os->tpl_prev_end; /* template windows go on joining */
         ns->stats = os->stats;
         os->stats = NULL;
         if (os->cond && ns->cfg->x->conditional && os->cond->fp == cond_fingerprint(ns->cfg)) {

@@ -55,7 +55,7 @@ static char *slurp(const char *p)
 static void cycle(struct ckpt_entry *en, bool keep_max, const char *const *ids, size_t n,
                   bool ok, bool deliver, usec_t started)
 {
-    struct ckpt_cycle *c = ckpt_cycle_begin(en, ptr_id, keep_max, started);
+    struct ckpt_cycle *c = ckpt_cycle_begin(en, "/id", keep_max, started, started + 1000);
     ck_assert_ptr_nonnull(c);
     struct sink_ticket *t = ckpt_cycle_ticket(c);
     for (size_t i = 0; i < n; i++) {
@@ -117,11 +117,13 @@ START_TEST(test_max_strings_and_last)
     const char *b[] = {"9", "8", "7"};
     cycle(l, false, b, 3, true, true, 1);
     ck_assert_str_eq(json_of(l), "7");
-    /* values that cannot be ordered are skipped by max, kept by last */
-    const char *c[] = {"null", "{\"a\":1}"};
-    cycle(en, true, c, 2, true, true, 2);
+    /* values that cannot be ordered, or of another kind than the
+     * checkpoint's, are skipped by max; last skips null only */
+    const char *c[] = {"null", "{\"a\":1}", "99"};
+    cycle(en, true, c, 3, true, true, 2);
     ck_assert_str_eq(json_of(en), "\"2026-11-22T09:00:00Z\"");
-    cycle(l, false, c, 2, true, true, 2);
+    const char *c2[] = {"{\"a\":1}", "null"};
+    cycle(l, false, c2, 2, true, true, 2);
     ck_assert_str_eq(json_of(l), "{\"a\":1}");
     ck_assert_str_eq(ckpt_text(l, &len), "{\"a\":1}");
     ckpt_store_free(st);
@@ -143,8 +145,9 @@ START_TEST(test_not_advanced)
     cycle(en, true, b, 1, true, false, 30); /* a sink lost a copy */
     ck_assert_str_eq(json_of(en), "1");
     ck_assert_uint_eq(ckpt_last_success(en), 10);
+    ck_assert_uint_eq(ckpt_window_end(en), 1010); /* the first cycle's */
     /* an error record reported through ckpt_cycle_record */
-    struct ckpt_cycle *c = ckpt_cycle_begin(en, ptr_id, true, 40);
+    struct ckpt_cycle *c = ckpt_cycle_begin(en, "/id", true, 40, 0);
     ckpt_cycle_record(c, true, "{\"id\":3}", 8);
     ckpt_cycle_record(c, false, NULL, 0);
     size_t n;
@@ -152,7 +155,7 @@ START_TEST(test_not_advanced)
     ck_assert_uint_eq(n, 1);
     ck_assert_str_eq(json_of(en), "1");
     /* records without the pointer: counted, the last success moves */
-    c = ckpt_cycle_begin(en, ptr_id, true, 50);
+    c = ckpt_cycle_begin(en, "/id", true, 50, 0);
     ckpt_cycle_record(c, true, "{\"x\":3}", 7);
     ckpt_cycle_record(c, true, "[]", 2);
     ck_assert_uint_eq(ckpt_cycle_end(c, true, &n), 2);
@@ -169,8 +172,8 @@ START_TEST(test_out_of_order)
 {
     struct ckpt_store *st = ckpt_store_new(NULL, NULL);
     struct ckpt_entry *en = ckpt_entry_get(st, "e", "/id");
-    struct ckpt_cycle *c1 = ckpt_cycle_begin(en, ptr_id, false, 1);
-    struct ckpt_cycle *c2 = ckpt_cycle_begin(en, ptr_id, false, 2);
+    struct ckpt_cycle *c1 = ckpt_cycle_begin(en, "/id", false, 1, 0);
+    struct ckpt_cycle *c2 = ckpt_cycle_begin(en, "/id", false, 2, 0);
     struct sink_ticket *t1 = ckpt_cycle_ticket(c1);
     ckpt_cycle_record(c1, true, "{\"id\":1}", 8);
     t1->refs++;
@@ -192,7 +195,7 @@ START_TEST(test_file_round_trip)
     const char *a[] = {"12345678901234567890123"};
     cycle(en, true, a, 1, true, true, 1795330080371582);
     struct ckpt_entry *ls = ckpt_entry_get(st, "plain", NULL);
-    struct ckpt_cycle *c = ckpt_cycle_begin(ls, NULL, true, 42);
+    struct ckpt_cycle *c = ckpt_cycle_begin(ls, NULL, true, 42, 7000000);
     ckpt_cycle_end(c, true, NULL);
     ckpt_store_flush(st);
     char *f = slurp(path);
@@ -210,6 +213,8 @@ START_TEST(test_file_round_trip)
     ck_assert_str_eq(json_of(en), "12345678901234567890123");
     ck_assert_uint_eq(ckpt_last_success(en), 1795330080371582);
     ck_assert_uint_eq(ckpt_last_success(ckpt_entry_get(st, "plain", NULL)), 42);
+    ck_assert_uint_eq(ckpt_window_end(ckpt_entry_get(st, "plain", NULL)), 7000000);
+    ck_assert_uint_eq(ckpt_window_end(en), 1795330080371582 + 1000);
     /* another pointer: the value starts over, the last success stays */
     en = ckpt_entry_get(st, "billing \"eu\"", "/seq");
     ck_assert_ptr_null(ckpt_json(en));

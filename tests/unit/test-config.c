@@ -193,6 +193,8 @@ static const struct bad_case bad_cases[] = {
      "unknown key \"ptr\""},
     {"timezone unused", "{\"endpoints\": {\"a\": {\"url\": \"http://x/?e=${env:HOME}\", \"timezone\": \"UTC\"}}}",
      "endpoints.a.timezone: \"timezone\" applies to \"schedule\" and to the time placeholders"},
+    {"default timezone unknown", "{\"defaults\": {\"timezone\": \"Europe/Berln\"}, \"endpoints\": {\"a\": {\"url\": \"http://x/?t=${now}\"}}}",
+     "defaults.timezone: unknown time zone \"Europe/Berln\""},
     {"timezone unknown", "{\"endpoints\": {\"a\": {\"url\": \"http://x/?t=${now}\", \"timezone\": \"Mars/Base\"}}}",
      "endpoints.a.timezone: unknown time zone"},
     {"credential without directory", "{\"endpoints\": {\"a\": {\"url\": \"http://x/?k=${credential:k}\"}}}",
