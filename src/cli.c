@@ -35,7 +35,7 @@ void cli_print_help(const char *argv0)
            "      --log-level LEVEL error, warning, notice (default), info or debug\n"
            "      --log-target T    auto (default: the journal under systemd), journal, stderr\n"
            "      --no-progress     no progress line on a terminal with --once\n"
-           "      --state-dir DIR   keep conditional-request state (ETag, Last-Modified) in DIR\n"
+           "      --state-dir DIR   keep ETags, checkpoints and last successes across restarts in DIR\n"
            "                        (default $STATE_DIRECTORY, set by systemd's StateDirectory=)\n"
            "      --shard K/N       only the endpoints of instance K of N (see fetchd(8))\n"
            "      --control PATH    control socket (default $RUNTIME_DIRECTORY/control)\n"
