@@ -2657,7 +2657,8 @@ static bool contains_ci(const char *h, const char *needle)
  * ${checkpoint} needs "checkpoint" and the other way round; "timezone"
  * without "schedule" needs a time placeholder; credentials resolve. */
 static void build_templates(struct loader *L, struct endpoint_cfg *ep, const struct src *own,
-                            struct src ep_src, const char *epname, struct tpl *url_tpl)
+                            struct src ep_src, const char *epname, struct tpl *url_tpl,
+                            size_t nerr0)
 {
     struct config *cfg = L->cfg;
     struct ep_tpl et = {.url = url_tpl};
@@ -2710,7 +2711,9 @@ static void build_templates(struct loader *L, struct endpoint_cfg *ep, const str
         }
     }
     if (ep->body && !bad && strstr(ep->body, "${")) { /* (a body holds no NUL) */
-        enum tpl_ctx ctx = TPL_CTX_RAW;
+        /* without a Content-Type libcurl sends a string body as
+         * application/x-www-form-urlencoded: escape for that */
+        enum tpl_ctx ctx = TPL_CTX_FORM;
         for (size_t i = 0; i < ep->n_headers; i++) {
             const char *h = ep->headers[i];
             if (strncasecmp(h, "Content-Type:", 13) == 0) {
@@ -2739,8 +2742,8 @@ static void build_templates(struct loader *L, struct endpoint_cfg *ep, const str
             }
         }
     }
-    if (bad) {
-        return;
+    if (bad || L->errs->n + L->errs->dropped != nerr0) {
+        return; /* the checks across keys would only repeat an error */
     }
     _cleanup_free_ char *path = mkpath("endpoints", epname, NULL);
     if ((uses & 1u << TPL_CHECKPOINT) && !ep->ckpt) {
@@ -3094,7 +3097,7 @@ static void build_endpoint(struct loader *L, struct named *nm, const uint32_t *d
         nh[ep->n_headers++] = "Content-Type: application/json";
         ep->headers = nh;
     }
-    build_templates(L, ep, own, nm->src, nm->name, url_tpl);
+    build_templates(L, ep, own, nm->src, nm->name, url_tpl, nerr0);
     if (L->errs->n + L->errs->dropped != nerr0 || !ep->url) {
         jptr_free(ep->select);
         ep->select = NULL;

@@ -269,7 +269,7 @@ static void engine_fd_recover(struct engine *e);
 static void cond_free(struct cond *c);
 static void cycle_destroy(struct cycle *c);
 static int engine_render(struct engine *e, struct ep_state *s, struct cycle *c,
-                         const struct ckpt_entry *en, usec_t *ret_end);
+                         const struct ckpt_entry *en, usec_t now_real, usec_t *ret_end);
 static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void ep_cron_arm(struct engine *e, struct ep_state *s, int64_t after, usec_t now);
 static void ep_cron_sleep(struct engine *e, struct ep_state *s, usec_t now);
@@ -1262,7 +1262,8 @@ static int engine_prepare(struct engine *e, struct ep_state *s, struct xfer_req 
             /* a cycle of a definition without placeholders that a reload
              * carried over to one with them */
             usec_t end;
-            if (engine_render(e, s, c, ckpt_entry_find(e->ckpt, s->cfg->name), &end) < 0) {
+            if (engine_render(e, s, c, ckpt_entry_find(e->ckpt, s->cfg->name),
+                              now_usec(CLOCK_REALTIME), &end) < 0) {
                 return -EACCES;
             }
         }
@@ -1905,11 +1906,10 @@ static char *tpl_string(const struct tpl *t, const struct tpl_values *v, const c
  * the interval's end. Returns 0, or -1 after an error record (the cycle is
  * over). */
 static int engine_render(struct engine *e, struct ep_state *s, struct cycle *c,
-                         const struct ckpt_entry *en, usec_t *ret_end)
+                         const struct ckpt_entry *en, usec_t now_real, usec_t *ret_end)
 {
     const struct endpoint_cfg *ep = s->cfg;
     const struct ep_tpl *et = ep->tpl;
-    usec_t now_real = now_usec(CLOCK_REALTIME);
     usec_t end = engine_interval_end(s, now_real);
     if (end > now_real) {
         end = now_real; /* a run that jitter made early: never a window in the future */
@@ -2015,8 +2015,8 @@ static int engine_cycle_begin(struct engine *e, struct ep_state *s)
         engine_fail_cycle(e, s, REC_ERR_INTERNAL, "out of memory");
         return -1;
     }
-    usec_t started = now_usec(CLOCK_REALTIME), end;
-    if (engine_render(e, s, c, en, &end) < 0) {
+    usec_t started = now_usec(CLOCK_REALTIME), end; /* ${now} == the next ${last_success} */
+    if (engine_render(e, s, c, en, started, &end) < 0) {
         return -1;
     }
     if (tracked) {
@@ -2259,10 +2259,13 @@ static void ep_schedule_first(struct engine *e, struct ep_state *s, usec_t now)
     usec_t iv = s->cfg->interval;
     usec_t first;
     if (s->cfg->align) {
-        usec_t wall = now_usec(CLOCK_REALTIME);
+        /* both clocks read together (now may be from before a long loop
+         * over many endpoints) */
+        usec_t wall = now_usec(CLOCK_REALTIME), mono = now_usec(CLOCK_MONOTONIC);
         usec_t k = (wall >= s->cfg->offset ? (wall - s->cfg->offset) / iv : 0) + 1;
         usec_t next = k * iv + s->cfg->offset;
-        first = now + (next > wall ? next - wall : 0);
+        first = mono + (next > wall ? next - wall : 0);
+        now = mono;
     } else {
         first = now + engine_splay(s->cfg->name, iv);
     }
@@ -2301,8 +2304,16 @@ static void ep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ep_cron_arm(e, s, after > s->cron_at ? after : s->cron_at, now);
         due = now;
     } else {
+        if (now < due) {
+            /* never early: libev's clock may lag behind ours (a long
+             * iteration), and an aligned run must not start before its
+             * point on the wall clock */
+            ev_timer_set(&s->timer, usec_to_ev(due - now), 0.);
+            ev_timer_start(e->loop, &s->timer);
+            return;
+        }
         s->last_fire = now;
-        hist_add(&e->lateness, now > due ? now - due : 0);
+        hist_add(&e->lateness, now - due);
         /* the wall-clock time of the run (before jitter) for templates */
         usec_t real = now_usec(CLOCK_REALTIME);
         sched = now > s->base ? real - (now - s->base) : real + (s->base - now);

@@ -244,6 +244,17 @@
  *                           repeated headers repeat their key, strings are
  *                           JSON-escaped and invalid UTF-8 bytes become
  *                           \ufffd so the result is always valid JSON.
+ *                  feed     an incremental feed, for checkpoint tests: the
+ *                           JSON array [{"id":S+1},{"id":S+2},...] of the
+ *                           ids after since= up to min(S+B, U) (batch=,
+ *                           upto=), [] when S >= U; newest first with
+ *                           order=desc.
+ *   since=S        with body=feed: the last id the client has, a decimal
+ *                  number (empty or absent: 0).
+ *   batch=B        with body=feed: at most B ids per response (default 2,
+ *                  0 <= B <= 1000000).
+ *   upto=U         with body=feed: the highest id there is (default 10).
+ *   order=O        with body=feed: asc (default) or desc (newest first).
  *   ctype=TYPE     Content-Type (default application/json, text/html for
  *                  body=html, application/x-ndjson for ndjson=).  An empty
  *                  value omits the header.
@@ -472,6 +483,7 @@
 #define MAX_NDJSON 10000000ULL                /* ndjson= */
 #define MAX_PAGES 1000000ULL                  /* pages= */
 #define MAX_COUNT 1000000000ULL               /* fail=, expires_in=, page= */
+#define MAX_FEED_BATCH 1000000ULL             /* batch= */
 #define DEFAULT_EXPIRES_IN 3600
 
 /* Growable byte buffer; aborts on out-of-memory (this is a test tool). */
@@ -520,6 +532,7 @@ enum body_kind {
     BODY_SCALAR,
     BODY_BIGNUM,
     BODY_ECHO,
+    BODY_FEED,
     /* not selectable with body=: chosen by other parameters */
     BODY_GEN,    /* plan.gen (generated responses) */
     BODY_NDJSON, /* ndjson= */
@@ -541,7 +554,7 @@ static const struct {
     {"json", BODY_JSON},     {"invalid", BODY_INVALID}, {"garbage", BODY_GARBAGE},
     {"empty", BODY_EMPTY},   {"html", BODY_HTML},       {"deep", BODY_DEEP},
     {"badutf8", BODY_BADUTF8}, {"array", BODY_ARRAY},   {"scalar", BODY_SCALAR},
-    {"bignum", BODY_BIGNUM}, {"echo", BODY_ECHO},
+    {"bignum", BODY_BIGNUM}, {"echo", BODY_ECHO},       {"feed", BODY_FEED},
 };
 
 /*
@@ -586,6 +599,11 @@ struct plan {
     bool hang;
     bool stream;
     bool badstatus;
+    /* body=feed */
+    unsigned long long feed_since;
+    unsigned long long feed_batch;
+    unsigned long long feed_upto;
+    bool feed_desc;
     char *ctype;       /* NULL: default Content-Type */
     struct sbuf extra; /* header=... lines, "Name: value\r\n" each */
     char err[96];      /* message for a 400 */
@@ -1333,6 +1351,8 @@ static void plan_init(struct plan *p)
     p->redirect_status = 302;
     p->fail_status = 503;
     p->expires_in = DEFAULT_EXPIRES_IN;
+    p->feed_batch = 2;
+    p->feed_upto = 10;
 }
 
 static void plan_free(struct plan *p)
@@ -1470,6 +1490,27 @@ static bool apply_param(struct plan *p, const char *key, const char *val, size_t
             return plan_error(p, key);
         }
         p->kind = body_kinds[i].kind;
+    } else if (strcmp(key, "since") == 0) {
+        p->feed_since = 0;
+        if (vlen > 0 && !parse_number(val, vlen, MAX_COUNT, &p->feed_since)) {
+            return plan_error(p, key);
+        }
+    } else if (strcmp(key, "batch") == 0) {
+        if (!parse_number(val, vlen, MAX_FEED_BATCH, &p->feed_batch)) {
+            return plan_error(p, key);
+        }
+    } else if (strcmp(key, "upto") == 0) {
+        if (!parse_number(val, vlen, MAX_COUNT, &p->feed_upto)) {
+            return plan_error(p, key);
+        }
+    } else if (strcmp(key, "order") == 0) {
+        if (strcmp(val, "asc") == 0) {
+            p->feed_desc = false;
+        } else if (strcmp(val, "desc") == 0) {
+            p->feed_desc = true;
+        } else {
+            return plan_error(p, key);
+        }
     } else if (strcmp(key, "ctype") == 0) {
         if (!header_value_ok(val, vlen)) {
             return plan_error(p, key);
@@ -1737,6 +1778,20 @@ static void build_body(struct sbuf *b, const struct plan *p, const struct reques
     case BODY_ECHO:
         build_echo(b, r, req_body);
         break;
+    case BODY_FEED: {
+        /* ids since+1 .. min(since + batch, upto); none when since >= upto */
+        unsigned long long lo = p->feed_since + 1;
+        unsigned long long hi = p->feed_since + p->feed_batch;
+        if (hi > p->feed_upto) {
+            hi = p->feed_upto;
+        }
+        sbuf_puts(b, "[");
+        for (unsigned long long i = 0; lo + i <= hi; i++) {
+            sbuf_printf(b, "%s{\"id\":%llu}", i ? "," : "", p->feed_desc ? hi - i : lo + i);
+        }
+        sbuf_puts(b, "]");
+        break;
+    }
     case BODY_GEN:
         sbuf_append(b, p->gen.data, p->gen.len);
         break;
