@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -371,6 +373,48 @@ static int log_journal(int prio, const struct log_fields *f, const char *file, i
     return 0;
 }
 #endif
+
+void log_done(void)
+{
+#if HAVE_SYSTEMD
+    if (log_journal_fd < 0) {
+        return;
+    }
+    if (log_journal_dropped) {
+        /* the last chance to tell: wait a little for journald */
+        int fl = fcntl(log_journal_fd, F_GETFL);
+        struct timeval tv = {.tv_sec = 0, .tv_usec = 500000};
+        if (fl >= 0 && fcntl(log_journal_fd, F_SETFL, fl & ~O_NONBLOCK) == 0 &&
+            setsockopt(log_journal_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0) {
+            char m[160];
+            snprintf(m, sizeof(m),
+                     "MESSAGE=%llu log message%s dropped: journald did not take them in time",
+                     (unsigned long long)log_journal_dropped,
+                     log_journal_dropped == 1 ? " was" : "s were");
+            struct iovec iov[3] = {
+                {.iov_base = m, .iov_len = strlen(m)},
+                {.iov_base = (char *)"PRIORITY=4", .iov_len = 10},
+                {.iov_base = (char *)"SYSLOG_IDENTIFIER=fetchd", .iov_len = 24},
+            };
+            struct iovec lines[6];
+            for (int i = 0; i < 3; i++) {
+                lines[2 * i] = iov[i];
+                lines[2 * i + 1] = (struct iovec){.iov_base = (char *)"\n", .iov_len = 1};
+            }
+            struct msghdr mh = {.msg_iov = lines, .msg_iovlen = 6};
+            ssize_t w;
+            do {
+                w = sendmsg(log_journal_fd, &mh, MSG_NOSIGNAL);
+            } while (w < 0 && errno == EINTR);
+            if (w >= 0) {
+                log_journal_dropped = 0;
+            }
+        }
+    }
+    close(log_journal_fd);
+    log_journal_fd = -1;
+#endif
+}
 
 void log_internalv(int prio, const struct log_fields *f, const char *file, int line,
                    const char *func, const char *fmt, va_list ap)

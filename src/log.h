@@ -112,6 +112,11 @@ void log_internalv(int prio, const struct log_fields *f, const char *file, int l
  * ends (force: now, e.g. at exit). */
 void log_tick(bool force);
 
+/* At exit: reports own journal messages that were dropped because journald
+ * was behind and no later message carried the count, waiting up to half a
+ * second for journald. Closes the journal socket. */
+void log_done(void);
+
 /* Called before every stderr line (the --once progress line clears itself).
  * NULL to remove. */
 void log_set_before_write(void (*fn)(void));

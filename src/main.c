@@ -214,6 +214,7 @@ int main(int argc, char **argv)
         return FETCHD_EXIT_SOFTWARE;
     }
     int status = run(&args);
+    log_done();
     plugin_unload_all(); /* after every sink closed */
     curl_global_cleanup();
     cli_args_done(&args);
