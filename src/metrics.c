@@ -3,7 +3,6 @@
 #include "metrics.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include "engine.h"
 #include "log.h"
 #include "sink.h"
+#include "util/file.h"
 
 /* Label values: endpoint and sink names are restricted by the config, but
  * escape as the format says anyway (backslash, quote, newline). */
@@ -243,41 +243,9 @@ int metrics_write_textfile(struct engine *e, const char *path)
         buf_done(&b);
         return -ENOMEM;
     }
-    /* node_exporter reads *.prom only: a temporary name it ignores */
-    char *tmp = NULL;
-    if (asprintf(&tmp, "%s.%ld.tmp", path, (long)getpid()) < 0) {
-        buf_done(&b);
-        return -ENOMEM;
-    }
-    int r = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) {
-        r = -errno;
-        goto out;
-    }
-    size_t off = 0;
-    while (off < b.len) {
-        ssize_t w = write(fd, b.data + off, b.len - off);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            r = w < 0 ? -errno : -EIO;
-            break;
-        }
-        off += (size_t)w;
-    }
-    if (close(fd) < 0 && r == 0) {
-        r = -errno;
-    }
-    if (r == 0 && rename(tmp, path) < 0) {
-        r = -errno;
-    }
-    if (r < 0) {
-        unlink(tmp);
-    }
-out:
-    free(tmp);
+    /* node_exporter reads *.prom only: the temporary "PATH.PID.tmp" is
+     * ignored; no fsync: the next interval rewrites it anyway */
+    int r = file_replace(path, b.data, b.len, 0644, false);
     buf_done(&b);
     return r;
 }
